@@ -39,6 +39,9 @@ class VanillaTransformerConfig(PreTrainedConfig):
         encoder_attention_heads / decoder_attention_heads: `h`, heads per attention (§3.2.2, 8).
         head_dim: per-head key/value size `d_k = d_v`; `None` means `d_model / h` (§3.2.2).
             Table 3 (rows A, B) varies it independently of `d_model`.
+        attention_bias: biases in the Q/K/V/output projections. The paper's projection matrices
+            W^Q, W^K, W^V, W^O have none (§3.2.2, as in tensor2tensor); fairseq, Marian and
+            `torch.nn.MultiheadAttention` add them.
         encoder_ffn_dim / decoder_ffn_dim: inner size `d_ff` of the position-wise FFN (§3.3, 2048).
         activation_function: FFN non-linearity; the paper uses `"relu"` (§3.3).
         dropout: `P_drop` on every sub-layer output and on the embedding sums (§5.4, 0.1).
@@ -77,6 +80,7 @@ class VanillaTransformerConfig(PreTrainedConfig):
     encoder_attention_heads: int = 8
     decoder_attention_heads: int = 8
     head_dim: int | None = None
+    attention_bias: bool = False
     encoder_ffn_dim: int = 2048
     decoder_ffn_dim: int = 2048
     activation_function: Literal["relu", "gelu"] = "relu"

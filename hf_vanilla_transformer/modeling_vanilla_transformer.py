@@ -1,0 +1,571 @@
+"""The encoder-decoder Transformer of Vaswani et al. (2017), "Attention Is All You Need", as a
+Hugging Face `PreTrainedModel`.
+
+Map of the paper to this package:
+
+| paper                                      | where                                              |
+|--------------------------------------------|----------------------------------------------------|
+| §3.1 encoder and decoder stacks            | `VanillaTransformerEncoder`, `VanillaTransformerDecoder`, `layers.py` |
+| §3.2.1 scaled dot-product attention        | `attention.scaled_dot_product_attention`           |
+| §3.2.2 multi-head attention                | `attention.MultiHeadAttention`                     |
+| §3.2.3 masking of future positions         | `create_causal_mask` in `VanillaTransformerDecoder` |
+| §3.3 position-wise feed-forward network    | `layers.FeedForwardMixin`                          |
+| §3.4 shared embeddings, sqrt(d_model)      | `VanillaTransformerModel.shared`, `embed_scale`, `lm_head` tying |
+| §3.5 sinusoidal positional encoding        | `positional_encoding.py`                           |
+| §5.4 residual dropout, label smoothing     | `layers.residual`, `label_smoothed_nll_loss`       |
+| §6.1 beam 4, length penalty alpha 0.6      | `generation_config`, `_gnmt_rescale`               |
+
+Deviations from the paper (each is tested in `tests/`):
+
+1. Attention projections have no bias by default, like the paper's W matrices; `attention_bias=True`
+   adds them (fairseq, Marian, torch). Not a deviation, listed because toolkits differ.
+2. Initialisation: the paper does not state one. We follow its reference code family: Xavier/Glorot
+   uniform for every projection matrix, zero biases, and N(0, d_model^-0.5) for the shared
+   embedding (tensor2tensor, fairseq), so that embeddings times sqrt(d_model) have unit variance.
+3. Label smoothing (§5.4) is torch's: the true class gets 1 - eps + eps/V, every class eps/V
+   (Szegedy et al. 2016, the paper's reference [36]); fairseq spreads eps over the V-1 other classes.
+   Padding positions are excluded from the loss, and the loss is averaged over target tokens.
+4. Length penalty: with `length_penalty_form="gnmt"` (default) finished hypotheses are ranked by
+   `log p / ((5 + |Y|) / 6) ** alpha` as the paper does (§6.1, via Wu et al. 2016, where |Y| counts
+   the generated tokens including EOS); transformers' own ranking `log p / |Y| ** alpha` is
+   `length_penalty_form="hf"`.
+5. The paper stops beam search early "when possible" (§6.1); we use transformers' beam search
+   stopping rule (`early_stopping=False` heuristic), and a maximum output length of input length + 50.
+6. A decoder start token `<s>` precedes every target (the paper does not say how decoding starts).
+7. Optional, off by default: pre-LN, learned positions, GELU, attention/activation dropout,
+   untied or unshared embeddings, the concatenated sin/cos layout.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import GenerationConfig, GenerationMixin, PreTrainedModel
+from transformers import initialization as init
+from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
+from transformers.masking_utils import create_bidirectional_mask, create_causal_mask
+from transformers.modeling_outputs import BaseModelOutput, BaseModelOutputWithPastAndCrossAttentions, Seq2SeqLMOutput, Seq2SeqModelOutput
+from transformers.utils import can_return_tuple
+
+from .configuration_vanilla_transformer import VanillaTransformerConfig
+from .layers import DecoderLayer, EncoderLayer
+from .pipeline_translation import TranslationPipeline  # imported here so save_pretrained ships its file
+from .positional_encoding import LearnedPositionalEmbedding, SinusoidalPositionalEncoding, check_positions_fit
+
+# Written into config.json on save: `pipeline("translation", model=..., trust_remote_code=True)` finds it.
+CUSTOM_PIPELINES = {
+    "translation": {
+        "impl": f"pipeline_translation.{TranslationPipeline.__name__}",
+        "pt": ["AutoModelForSeq2SeqLM"],
+        "type": "text",
+    }
+}
+
+
+def paper_generation_config(config: VanillaTransformerConfig) -> GenerationConfig:
+    """Decoding defaults of §6.1: beam size 4, length penalty alpha = 0.6, output length <= input + 50."""
+    return GenerationConfig(
+        num_beams=4,
+        length_penalty=0.6,
+        max_new_tokens_over_input=50,
+        bos_token_id=config.bos_token_id,
+        eos_token_id=config.eos_token_id,
+        pad_token_id=config.pad_token_id,
+        decoder_start_token_id=config.decoder_start_token_id,
+    )
+
+
+def shift_tokens_right(labels: torch.Tensor, pad_token_id: int, decoder_start_token_id: int) -> torch.Tensor:
+    """Decoder inputs for teacher forcing: `<s> y_1 ... y_{n-1}` from labels `y_1 ... y_n` (§3.1,
+    "the output embeddings are offset by one position"). Ignored labels (-100) become padding."""
+    shifted = labels.new_zeros(labels.shape)
+    shifted[:, 1:] = labels[:, :-1].clone()
+    shifted[:, 0] = decoder_start_token_id
+    return shifted.masked_fill_(shifted == -100, pad_token_id)
+
+
+def label_smoothed_nll_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    epsilon: float,
+    pad_token_id: int | None,
+    num_items_in_batch: int | torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Cross-entropy against the label-smoothed target distribution (§5.4).
+
+    logits (B, T, V), labels (B, T). Positions whose label is -100 or `pad_token_id` are ignored.
+    The summed loss is divided by `num_items_in_batch` when the Trainer gives it (so that gradient
+    accumulation and several processes average over all target tokens), else by the number of
+    target tokens in this batch.
+    """
+    labels = labels.to(logits.device)
+    if pad_token_id is not None:
+        labels = labels.masked_fill(labels == pad_token_id, -100)
+    total = nn.functional.cross_entropy(
+        logits.reshape(-1, logits.size(-1)).float(),
+        labels.reshape(-1),
+        ignore_index=-100,
+        reduction="sum",
+        label_smoothing=epsilon,
+    )
+    if num_items_in_batch is None:
+        num_items_in_batch = (labels != -100).sum().clamp(min=1)
+    if torch.is_tensor(num_items_in_batch):
+        num_items_in_batch = num_items_in_batch.to(total.device)
+    return total / num_items_in_batch
+
+
+class VanillaTransformerPreTrainedModel(PreTrainedModel):
+    config: VanillaTransformerConfig
+    config_class = VanillaTransformerConfig
+    base_model_prefix = "model"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["EncoderLayer", "DecoderLayer"]
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _can_compile_fullgraph = False
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        """Xavier-uniform projections, zero biases, N(0, d_model^-0.5) embeddings, exact PE tables."""
+        if isinstance(module, nn.Linear):
+            init.xavier_uniform_(module.weight)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, LearnedPositionalEmbedding):
+            init.normal_(module.weight, mean=0.0, std=self.config.init_std)
+        elif isinstance(module, nn.Embedding):
+            init.normal_(module.weight, mean=0.0, std=self.config.d_model**-0.5)
+            if module.padding_idx is not None and not getattr(module.weight, "_is_hf_initialized", False):
+                init.zeros_(module.weight[module.padding_idx])
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+        elif isinstance(module, SinusoidalPositionalEncoding):
+            init.copy_(module.table, SinusoidalPositionalEncoding(module.num_positions, module.d_model, module.layout).table)
+
+
+def _make_positions(config: VanillaTransformerConfig) -> nn.Module:
+    if config.position_embedding_type == "learned":
+        return LearnedPositionalEmbedding(config.max_position_embeddings, config.d_model)
+    return SinusoidalPositionalEncoding(config.max_position_embeddings, config.d_model, config.sinusoidal_layout)
+
+
+class _Stack(VanillaTransformerPreTrainedModel):
+    """What the encoder and decoder stacks share: token embedding * sqrt(d_model) + positions,
+    dropout on the sum (§3.4, §3.5, §5.4), and the final LayerNorm that pre-LN needs."""
+
+    def __init__(self, config: VanillaTransformerConfig):
+        super().__init__(config)
+        self.embed_scale = math.sqrt(config.d_model) if config.scale_embedding else 1.0
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.d_model, config.pad_token_id)
+        self.embed_positions = _make_positions(config)
+        self.dropout = config.dropout
+        pre_ln = config.layer_norm_position == "pre"
+        self.layer_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps) if pre_ln else None
+        self.gradient_checkpointing = False
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embed_tokens = value
+
+    def embed(self, input_ids, inputs_embeds, past_length: int, where: str) -> torch.Tensor:
+        """(B, T) ids or (B, T, d_model) embeddings -> Dropout(E * sqrt(d_model) + PE), (B, T, d_model)."""
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError(f"{where}: pass exactly one of input_ids or inputs_embeds")
+        if inputs_embeds is None:
+            if input_ids.numel() == 0:
+                raise ValueError(f"{where}: input_ids is empty (shape {tuple(input_ids.shape)})")
+            inputs_embeds = self.embed_tokens(input_ids)
+        seq_len = inputs_embeds.shape[1]
+        check_positions_fit(past_length, seq_len, self.config.max_position_embeddings, where)
+        positions = torch.arange(past_length, past_length + seq_len, device=inputs_embeds.device)
+        hidden = inputs_embeds * self.embed_scale + self.embed_positions(positions).to(inputs_embeds.dtype)
+        return nn.functional.dropout(hidden, p=self.dropout, training=self.training)
+
+    def finish(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.layer_norm(hidden_states) if self.layer_norm is not None else hidden_states
+
+    def _output_flags(self, kwargs: dict) -> tuple[bool, bool]:
+        attentions = kwargs.pop("output_attentions", None)
+        hidden = kwargs.pop("output_hidden_states", None)
+        attentions = self.config.output_attentions if attentions is None else attentions
+        hidden = self.config.output_hidden_states if hidden is None else hidden
+        return bool(attentions), bool(hidden)
+
+
+class VanillaTransformerEncoder(_Stack):
+    """N identical layers of self-attention + FFN over the source (§3.1)."""
+
+    def __init__(self, config: VanillaTransformerConfig):
+        super().__init__(config)
+        self.layers = nn.ModuleList([EncoderLayer(config, i) for i in range(config.encoder_layers)])
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        **kwargs,
+    ) -> BaseModelOutput:
+        """input_ids (B, S), attention_mask (B, S) with 1 for tokens and 0 for padding -> (B, S, d_model)."""
+        output_attentions, output_hidden_states = self._output_flags(kwargs)
+        hidden_states = self.embed(input_ids, inputs_embeds, 0, "encoder")
+        mask = create_bidirectional_mask(config=self.config, inputs_embeds=hidden_states, attention_mask=attention_mask)
+        all_hidden, all_attn = [], []
+        for layer in self.layers:
+            if output_hidden_states:
+                all_hidden.append(hidden_states)
+            hidden_states, weights = layer(hidden_states, mask, **kwargs)
+            if output_attentions:
+                all_attn.append(weights)
+        hidden_states = self.finish(hidden_states)
+        if output_hidden_states:
+            all_hidden.append(hidden_states)
+        return BaseModelOutput(
+            last_hidden_state=hidden_states,
+            hidden_states=tuple(all_hidden) if output_hidden_states else None,
+            attentions=tuple(all_attn) if output_attentions else None,
+        )
+
+
+class VanillaTransformerDecoder(_Stack):
+    """N identical layers of masked self-attention, encoder-decoder attention and FFN (§3.1)."""
+
+    def __init__(self, config: VanillaTransformerConfig):
+        super().__init__(config)
+        self.layers = nn.ModuleList([DecoderLayer(config, i) for i in range(config.decoder_layers)])
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        encoder_hidden_states: torch.Tensor | None = None,
+        encoder_attention_mask: torch.Tensor | None = None,
+        past_key_values: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPastAndCrossAttentions:
+        """input_ids (B, T) target prefix, encoder_hidden_states (B, S, d_model) -> (B, T, d_model).
+
+        With `use_cache`, keys and values of past target positions are kept in an
+        `EncoderDecoderCache`; then only the new positions need to be passed.
+        """
+        output_attentions, output_hidden_states = self._output_flags(kwargs)
+        use_cache = self.config.use_cache if use_cache is None else use_cache
+        if use_cache and past_key_values is None:
+            past_key_values = EncoderDecoderCache(DynamicCache(config=self.config), DynamicCache(config=self.config))
+        past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
+        hidden_states = self.embed(input_ids, inputs_embeds, past_length, "decoder")
+
+        batch_size, seq_len = hidden_states.shape[:2]
+        if attention_mask is None:
+            attention_mask = torch.ones(batch_size, past_length + seq_len, device=hidden_states.device)
+        self_attn_cache = (
+            past_key_values.self_attention_cache if isinstance(past_key_values, EncoderDecoderCache) else past_key_values
+        )
+        causal_mask = create_causal_mask(
+            config=self.config,
+            inputs_embeds=hidden_states,
+            attention_mask=attention_mask,
+            past_key_values=self_attn_cache,
+            position_ids=torch.arange(past_length, past_length + seq_len, device=hidden_states.device)[None],
+        )
+        cross_mask = None
+        if encoder_hidden_states is not None:
+            cross_mask = create_bidirectional_mask(
+                config=self.config,
+                inputs_embeds=hidden_states,
+                attention_mask=encoder_attention_mask,
+                encoder_hidden_states=encoder_hidden_states,
+            )
+
+        all_hidden, all_self, all_cross = [], [], []
+        for layer in self.layers:
+            if output_hidden_states:
+                all_hidden.append(hidden_states)
+            hidden_states, self_w, cross_w = layer(
+                hidden_states,
+                causal_mask,
+                encoder_hidden_states,  # positional for gradient checkpointing
+                encoder_attention_mask=cross_mask,
+                past_key_values=past_key_values if use_cache else None,
+                **kwargs,
+            )
+            if output_attentions:
+                all_self.append(self_w)
+                all_cross.append(cross_w)
+        hidden_states = self.finish(hidden_states)
+        if output_hidden_states:
+            all_hidden.append(hidden_states)
+        return BaseModelOutputWithPastAndCrossAttentions(
+            last_hidden_state=hidden_states,
+            past_key_values=past_key_values if use_cache else None,
+            hidden_states=tuple(all_hidden) if output_hidden_states else None,
+            attentions=tuple(all_self) if output_attentions else None,
+            cross_attentions=tuple(all_cross) if output_attentions and encoder_hidden_states is not None else None,
+        )
+
+
+class VanillaTransformerModel(VanillaTransformerPreTrainedModel):
+    """The bare encoder-decoder (§3), returning decoder hidden states.
+
+    With `share_encoder_decoder_embeddings` (default, §3.4) source and target tokens use one
+    embedding matrix, `shared`, stored once.
+    """
+
+    def __init__(self, config: VanillaTransformerConfig):
+        super().__init__(config)
+        if config.share_encoder_decoder_embeddings:
+            self.shared = nn.Embedding(config.vocab_size, config.d_model, config.pad_token_id)
+            self._tied_weights_keys = {
+                "encoder.embed_tokens.weight": "shared.weight",
+                "decoder.embed_tokens.weight": "shared.weight",
+            }
+        self.encoder = VanillaTransformerEncoder(config)
+        self.decoder = VanillaTransformerDecoder(config)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.encoder.embed_tokens
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        if self.config.share_encoder_decoder_embeddings:
+            self.shared = value
+            self.decoder.embed_tokens = value
+        self.encoder.embed_tokens = value
+
+    def get_encoder(self, modality: str | None = None) -> VanillaTransformerEncoder:
+        return self.encoder
+
+    def get_decoder(self) -> VanillaTransformerDecoder:
+        return self.decoder
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        decoder_input_ids: torch.LongTensor | None = None,
+        decoder_attention_mask: torch.Tensor | None = None,
+        encoder_outputs: tuple | BaseModelOutput | None = None,
+        past_key_values: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        decoder_inputs_embeds: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        **kwargs,
+    ) -> Seq2SeqModelOutput:
+        """input_ids (B, S) source, decoder_input_ids (B, T) shifted target -> (B, T, d_model).
+
+        Without decoder inputs only the encoder runs, and the output holds just the encoder's fields
+        (so `output[0]` is the source encoding, as `pipeline("feature-extraction")` expects)."""
+        if encoder_outputs is None:
+            encoder_outputs = self.encoder(
+                input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs
+            )
+        elif not isinstance(encoder_outputs, BaseModelOutput):
+            encoder_outputs = BaseModelOutput(
+                last_hidden_state=encoder_outputs[0],
+                hidden_states=encoder_outputs[1] if len(encoder_outputs) > 1 else None,
+                attentions=encoder_outputs[2] if len(encoder_outputs) > 2 else None,
+            )
+        if decoder_input_ids is None and decoder_inputs_embeds is None:
+            # Encoder only (what the feature-extraction pipeline asks for): output[0] is the encoding.
+            return Seq2SeqModelOutput(
+                encoder_last_hidden_state=encoder_outputs.last_hidden_state,
+                encoder_hidden_states=encoder_outputs.hidden_states,
+                encoder_attentions=encoder_outputs.attentions,
+            )
+        decoder_outputs = self.decoder(
+            input_ids=decoder_input_ids,
+            attention_mask=decoder_attention_mask,
+            encoder_hidden_states=encoder_outputs.last_hidden_state,
+            encoder_attention_mask=attention_mask,
+            past_key_values=past_key_values,
+            inputs_embeds=decoder_inputs_embeds,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        return Seq2SeqModelOutput(
+            last_hidden_state=decoder_outputs.last_hidden_state,
+            past_key_values=decoder_outputs.past_key_values,
+            decoder_hidden_states=decoder_outputs.hidden_states,
+            decoder_attentions=decoder_outputs.attentions,
+            cross_attentions=decoder_outputs.cross_attentions,
+            encoder_last_hidden_state=encoder_outputs.last_hidden_state,
+            encoder_hidden_states=encoder_outputs.hidden_states,
+            encoder_attentions=encoder_outputs.attentions,
+        )
+
+
+def _gnmt_rescale(lengths: torch.Tensor | int, alpha: float) -> torch.Tensor | float:
+    """Factor turning transformers' `score / len**alpha` into GNMT's `score / ((5 + len) / 6)**alpha`."""
+    return (lengths**alpha) / (((5 + lengths) / 6) ** alpha)
+
+
+class VanillaTransformerForConditionalGeneration(VanillaTransformerPreTrainedModel, GenerationMixin):
+    """Encoder-decoder with the pre-softmax linear layer (§3.4), loss and `generate()`.
+
+    `lm_head` shares its weight with the embeddings (`tie_word_embeddings`, §3.4); no output bias.
+    """
+
+    _tied_weights_keys = {"lm_head.weight": "model.decoder.embed_tokens.weight"}
+
+    def __init__(self, config: VanillaTransformerConfig):
+        super().__init__(config)
+        self.model = VanillaTransformerModel(config)
+        if config.share_encoder_decoder_embeddings:
+            self._tied_weights_keys = {
+                "lm_head.weight": "model.shared.weight",
+                "model.encoder.embed_tokens.weight": "model.shared.weight",
+                "model.decoder.embed_tokens.weight": "model.shared.weight",
+            }
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.post_init()
+        self.generation_config = paper_generation_config(config)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """Also records, for remote-code loading, the bare model (`AutoModel`, used by the
+        feature-extraction pipeline) and the translation pipeline in `config.json`; their code
+        files are copied with this one's."""
+        if self._auto_class is not None:
+            auto_map = dict(getattr(self.config, "auto_map", None) or {})
+            auto_map["AutoModel"] = f"{Path(__file__).stem}.{VanillaTransformerModel.__name__}"
+            self.config.auto_map = auto_map
+        self.config.custom_pipelines = CUSTOM_PIPELINES
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
+    def get_encoder(self, modality: str | None = None) -> VanillaTransformerEncoder:
+        return self.model.encoder
+
+    def get_decoder(self) -> VanillaTransformerDecoder:
+        return self.model.decoder
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head
+
+    def set_output_embeddings(self, new_embeddings: nn.Linear) -> None:
+        self.lm_head = new_embeddings
+
+    def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        decoder_input_ids: torch.LongTensor | None = None,
+        decoder_attention_mask: torch.Tensor | None = None,
+        encoder_outputs: tuple | BaseModelOutput | None = None,
+        past_key_values: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        decoder_inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        num_items_in_batch: int | torch.Tensor | None = None,
+        **kwargs,
+    ) -> Seq2SeqLMOutput:
+        """labels (B, T): target ids ending in `</s>`; -100 and padding are ignored by the loss.
+        Returns logits (B, T, V) over the shared vocabulary and, with labels, the loss (§5.4)."""
+        if labels is not None:
+            use_cache = False
+            if decoder_input_ids is None and decoder_inputs_embeds is None:
+                decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
+        outputs = self.model(
+            input_ids,
+            attention_mask=attention_mask,
+            decoder_input_ids=decoder_input_ids,
+            decoder_attention_mask=decoder_attention_mask,
+            encoder_outputs=encoder_outputs,
+            past_key_values=past_key_values,
+            inputs_embeds=inputs_embeds,
+            decoder_inputs_embeds=decoder_inputs_embeds,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        logits = self.lm_head(outputs.last_hidden_state)
+        loss = None
+        if labels is not None:
+            loss = label_smoothed_nll_loss(
+                logits, labels, self.config.label_smoothing, self.config.pad_token_id, num_items_in_batch
+            )
+        return Seq2SeqLMOutput(
+            loss=loss,
+            logits=logits,
+            past_key_values=outputs.past_key_values,
+            decoder_hidden_states=outputs.decoder_hidden_states,
+            decoder_attentions=outputs.decoder_attentions,
+            cross_attentions=outputs.cross_attentions,
+            encoder_last_hidden_state=outputs.encoder_last_hidden_state,
+            encoder_hidden_states=outputs.encoder_hidden_states,
+            encoder_attentions=outputs.encoder_attentions,
+        )
+
+    # ------------------------------------------------------------------ generation (§6.1)
+    def generate(self, inputs: torch.Tensor | None = None, generation_config=None, **kwargs):
+        """`GenerationMixin.generate`, with the paper's default output length (§6.1): at most
+        input length + 50 new tokens unless `max_length` / `max_new_tokens` is given."""
+        source = inputs if inputs is not None else kwargs.get("input_ids")
+        config = generation_config or self.generation_config
+        length_given = any(k in kwargs for k in ("max_length", "max_new_tokens")) or config.max_new_tokens is not None
+        offset = getattr(config, "max_new_tokens_over_input", None)
+        if not length_given and offset is not None and torch.is_tensor(source) and source.dim() == 2:
+            if source.shape[0] == 0:
+                raise ValueError("generate() got an empty batch (input_ids has 0 rows)")
+            kwargs["max_new_tokens"] = int(source.shape[1]) + int(offset)
+        return super().generate(inputs, generation_config=generation_config, **kwargs)
+
+    def _uses_gnmt_penalty(self) -> bool:
+        return self.config.length_penalty_form == "gnmt"
+
+    def _update_finished_beams(self, *, topk_log_probs, cur_len, decoder_prompt_len, length_penalty, **kwargs):
+        # transformers divides by `len ** alpha`; pre-multiplying by len**alpha / lp_gnmt(len) makes it GNMT's.
+        if self._uses_gnmt_penalty():
+            topk_log_probs = topk_log_probs * _gnmt_rescale(cur_len + 1 - decoder_prompt_len, length_penalty)
+        return super()._update_finished_beams(
+            topk_log_probs=topk_log_probs,
+            cur_len=cur_len,
+            decoder_prompt_len=decoder_prompt_len,
+            length_penalty=length_penalty,
+            **kwargs,
+        )
+
+    def _check_early_stop_heuristic(
+        self, *, running_beam_scores, cur_len, max_length, decoder_prompt_len, early_stopping, length_penalty, **kwargs
+    ):
+        if self._uses_gnmt_penalty():
+            # Same hypothetical length as transformers' heuristic, scored with the GNMT penalty.
+            if early_stopping == "never" and length_penalty > 0.0:
+                length = max_length - decoder_prompt_len
+            else:
+                length = cur_len - decoder_prompt_len
+            running_beam_scores = running_beam_scores * _gnmt_rescale(length, length_penalty)
+        return super()._check_early_stop_heuristic(
+            running_beam_scores=running_beam_scores,
+            cur_len=cur_len,
+            max_length=max_length,
+            decoder_prompt_len=decoder_prompt_len,
+            early_stopping=early_stopping,
+            length_penalty=length_penalty,
+            **kwargs,
+        )
+
+
+__all__ = [
+    "VanillaTransformerForConditionalGeneration",
+    "VanillaTransformerModel",
+    "VanillaTransformerPreTrainedModel",
+]
