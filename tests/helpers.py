@@ -1,0 +1,49 @@
+"""Small shared helpers for the test-suite (not fixtures: conftest.py is kept for session setup)."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import torch
+
+import hf_vanilla_transformer as hvt
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+MULTI30K = SHARED_DATA / "multi30k"
+
+
+def tiny_config(**overrides) -> hvt.VanillaTransformerConfig:
+    """A model small enough to build and run in milliseconds."""
+    defaults = dict(
+        vocab_size=64, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+        decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, dropout=0.0,
+        max_position_embeddings=64,
+    )
+    return hvt.VanillaTransformerConfig(**{**defaults, **overrides})
+
+
+def tiny_model(seed: int = 0, **overrides) -> hvt.VanillaTransformerForConditionalGeneration:
+    torch.manual_seed(seed)
+    return hvt.VanillaTransformerForConditionalGeneration(tiny_config(**overrides)).eval()
+
+
+def random_batch(vocab_size: int = 64, batch: int = 3, src_len: int = 7, tgt_len: int = 5, seed: int = 0):
+    """Source ids with padding in all but the first row, and shifted-target decoder ids."""
+    g = torch.Generator().manual_seed(seed)
+    input_ids = torch.randint(4, vocab_size, (batch, src_len), generator=g)
+    attention_mask = torch.ones_like(input_ids)
+    for row in range(1, batch):
+        attention_mask[row, src_len - row :] = 0
+    input_ids = input_ids.masked_fill(attention_mask == 0, 0)
+    input_ids[:, 0] = input_ids[:, 0].clamp(min=4)
+    decoder_input_ids = torch.randint(4, vocab_size, (batch, tgt_len), generator=g)
+    decoder_input_ids[:, 0] = 1
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "decoder_input_ids": decoder_input_ids}
+
+
+@functools.lru_cache(maxsize=None)
+def multi30k_tokenizer(vocab_size: int = 1000):
+    """A shared BPE tokenizer trained on Multi30k De+En (a few seconds; cached per session)."""
+    return hvt.train_tokenizer([MULTI30K / "train.de", MULTI30K / "train.en"], vocab_size=vocab_size)
