@@ -1,0 +1,115 @@
+"""A saved folder works in a fresh Python process where hf_vanilla_transformer is NOT importable:
+model, tokenizer, translation pipeline and feature extraction via trust_remote_code."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from transformers import pipeline
+
+import hf_vanilla_transformer as hvt
+from tests.helpers import REPO_ROOT, multi30k_tokenizer
+
+SENTENCES = ["Ein Hund läuft.", "Zwei Männer stehen auf der Straße."]
+
+FRESH_PROCESS = textwrap.dedent(
+    """
+    import json, sys
+    import importlib.util
+    assert importlib.util.find_spec("hf_vanilla_transformer") is None, "package must not be importable"
+    import torch
+    from transformers import AutoModel, AutoModelForSeq2SeqLM, AutoTokenizer, pipeline
+    path = sys.argv[1]
+    sentences = json.loads(sys.argv[2])
+    model = AutoModelForSeq2SeqLM.from_pretrained(path, trust_remote_code=True).eval()
+    tok = AutoTokenizer.from_pretrained(path)
+    batch = tok(sentences, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        ids = model.generate(**batch, num_beams=4, max_new_tokens=8)
+        logits = model(**batch, decoder_input_ids=ids[:, :4]).logits
+    translate = pipeline("translation", model=path, trust_remote_code=True)
+    features = pipeline("feature-extraction", model=path, trust_remote_code=True)
+    print("RESULT " + json.dumps({
+        "module": type(model).__module__,
+        "generated": tok.batch_decode(ids, skip_special_tokens=True),
+        "logits_sum": float(logits.double().sum()),
+        "pipeline": translate(sentences, num_beams=4, max_new_tokens=8, batch_size=2),
+        "pipeline_single": translate(sentences[0], num_beams=4, max_new_tokens=8),
+        "features_shape": list(torch.tensor(features(sentences[0])).shape),
+    }))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory):
+    tok = multi30k_tokenizer()
+    torch.manual_seed(0)
+    config = hvt.VanillaTransformerConfig.small(vocab_size=len(tok), d_model=64, encoder_ffn_dim=128, decoder_ffn_dim=128)
+    model = hvt.VanillaTransformerForConditionalGeneration(config).eval()
+    path = tmp_path_factory.mktemp("saved")
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path, model, tok
+
+
+def test_saved_folder_has_code_and_auto_map(saved_model):
+    path, _, _ = saved_model
+    files = {p.name for p in path.iterdir()}
+    assert {"config.json", "model.safetensors", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+            "configuration_vanilla_transformer.py", "modeling_vanilla_transformer.py", "attention.py", "layers.py",
+            "positional_encoding.py", "pipeline_translation.py"} <= files
+    config = json.loads((path / "config.json").read_text())
+    assert config["auto_map"] == {
+        "AutoConfig": "configuration_vanilla_transformer.VanillaTransformerConfig",
+        "AutoModel": "modeling_vanilla_transformer.VanillaTransformerModel",
+        "AutoModelForSeq2SeqLM": "modeling_vanilla_transformer.VanillaTransformerForConditionalGeneration",
+    }
+    assert config["custom_pipelines"]["translation"]["impl"] == "pipeline_translation.TranslationPipeline"
+    generation = json.loads((path / "generation_config.json").read_text())
+    assert (generation["num_beams"], generation["length_penalty"]) == (4, 0.6)
+
+
+def test_fresh_process_without_the_package_translates_the_same(saved_model, tmp_path):
+    path, model, tok = saved_model
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["HF_MODULES_CACHE"] = str(tmp_path / "modules")  # no code cached by earlier runs
+    result = subprocess.run(
+        [sys.executable, "-c", FRESH_PROCESS, str(path), json.dumps(SENTENCES)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    # AutoTokenizer without trust_remote_code prints (and, on closed stdin, declines) transformers'
+    # remote-code prompt for the config; the tokenizer itself needs no custom code.
+    remote = json.loads(result.stdout.split("RESULT ", 1)[1].splitlines()[0])
+
+    batch = tok(SENTENCES, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        ids = model.generate(**batch, num_beams=4, max_new_tokens=8)
+        logits = model(**batch, decoder_input_ids=ids[:, :4]).logits
+    assert remote["module"].startswith("transformers_modules.")
+    assert remote["generated"] == tok.batch_decode(ids, skip_special_tokens=True)
+    assert remote["logits_sum"] == pytest.approx(float(logits.double().sum()), rel=1e-6)
+    assert [r["translation_text"] for r in remote["pipeline"]] == remote["generated"]
+    assert remote["pipeline_single"] == [{"translation_text": remote["generated"][0]}]
+    assert remote["features_shape"] == [1, len(tok(SENTENCES[0]).input_ids), 64]
+
+
+def test_in_process_pipeline(saved_model):
+    path, model, tok = saved_model
+    translate = pipeline("translation", model=str(path), trust_remote_code=True)
+    out = translate(SENTENCES, num_beams=1, max_new_tokens=6)
+    ids = model.generate(**tok(SENTENCES, return_tensors="pt", padding=True), num_beams=1, max_new_tokens=6)
+    assert [o["translation_text"] for o in out] == tok.batch_decode(ids, skip_special_tokens=True)
+    with pytest.raises(ValueError, match="unknown translation pipeline arguments"):
+        translate(SENTENCES[0], beams=4)
+    with pytest.raises(ValueError, match="empty list"):
+        translate([])
+
+
+def test_repo_root_is_where_the_package_lives():
+    assert (REPO_ROOT / "hf_vanilla_transformer" / "__init__.py").is_file()
