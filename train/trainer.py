@@ -1,0 +1,140 @@
+"""A `Seq2SeqTrainer` that trains on token-budget batches (paper §5.1).
+
+`TokenBudgetSeq2SeqTrainer(..., max_tokens=25000)` replaces the Trainer's fixed number of
+sentences per batch (`per_device_train_batch_size`, ignored for training) by batches of pairs of
+similar length holding at most `max_tokens` padded tokens per side (`train.batching`). With
+`gradient_accumulation_steps=k` and `n` processes an update sees about `k * n * max_tokens`
+tokens per side; the paper's 25000 source + 25000 target tokens per step came from 8 GPUs.
+
+How it plugs into `transformers.Trainer` (checked against transformers 5.23 / accelerate 1.15):
+
+- `get_train_dataloader` reads the lengths (`src_len` / `tgt_len` from
+  `train.data.tokenize_dataset`, else the lengths of `input_ids` / `labels`) *before* the
+  Trainer's column pruning, removes the unused columns as the Trainer does, and builds
+  `DataLoader(batch_sampler=...)` with the Trainer's worker, pinning and seeding settings. It is
+  then passed through `accelerator.prepare`, which adds device placement.
+- Each epoch the Trainer calls `set_epoch(epoch)` on the prepared loader, which forwards it to
+  a batch sampler it holds directly (one process). Under several processes `prepare` wraps the
+  batch sampler in accelerate's `BatchSamplerShard`, which would shard the already sharded
+  batches again and has no `set_epoch`. The wrapper is made a pass-through (as the Trainer does
+  for its own `BatchRebalanceSampler`) and given the sampler's `set_epoch`, so the epoch also
+  reaches the sampler when resuming mid-epoch (the Trainer then calls `set_epoch` on the
+  wrapper's wrapper, accelerate's `SkipBatchSampler`, whose inner sampler is that wrapper).
+- Resuming mid-epoch: the Trainer skips the batches already trained on with accelerate's
+  `skip_first_batches`, which iterates the batch sampler and drops the first ones; since the
+  batches are a deterministic function of the seed and epoch, the resumed run sees exactly the
+  batches the uninterrupted run would have.
+- Evaluation batches keep `per_device_eval_batch_size` sentences but are ordered longest first
+  (`sort_eval_by_length`, single process only), which cuts padding, especially under
+  `predict_with_generate`. `predict()` / `get_test_dataloader` keep the dataset order, so
+  predictions line up with the input rows.
+
+The seed of the batches is `args.data_seed`, else `args.seed`.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+
+import datasets
+from torch.utils.data import DataLoader, Dataset, Sampler
+from transformers import Seq2SeqTrainer
+from transformers.trainer_utils import seed_worker
+
+from train.batching import LengthSortedSampler, TokenBudgetBatchSampler
+from train.data import column_lengths, example_lengths
+
+logger = logging.getLogger(__name__)
+
+
+class TokenBudgetSeq2SeqTrainer(Seq2SeqTrainer):
+    """`Seq2SeqTrainer` whose training batches hold at most `max_tokens` padded tokens per side.
+
+    Args:
+        *args, **kwargs: as for `Seq2SeqTrainer`. `train_dataset` must be a `datasets.Dataset`.
+        max_tokens: token budget of a training batch per side (fairseq's `--max-tokens`).
+        sort_eval_by_length: order evaluation examples longest first.
+    """
+
+    def __init__(self, *args, max_tokens: int, sort_eval_by_length: bool = True, **kwargs) -> None:
+        if max_tokens < 1:
+            raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
+        super().__init__(*args, **kwargs)
+        self.max_tokens = max_tokens
+        self.sort_eval_by_length = sort_eval_by_length
+
+    def get_train_dataloader(self) -> DataLoader:
+        """Training loader over token-budget batches (see the module docstring)."""
+        if not isinstance(self.train_dataset, datasets.Dataset):
+            raise ValueError(
+                f"TokenBudgetSeq2SeqTrainer needs a datasets.Dataset as train_dataset, got {type(self.train_dataset)}"
+            )
+        sampler = self.make_batch_sampler(self.train_dataset)
+        logger.info(
+            "Token-budget batching: %d batches per epoch and process, max_tokens=%d (per_device_train_batch_size "
+            "is not used)",
+            len(sampler), self.max_tokens,
+        )  # fmt: skip
+        dataset = self._remove_unused_columns(self.train_dataset, description="Training")
+        dataloader = DataLoader(
+            dataset,
+            batch_sampler=sampler,
+            collate_fn=self.data_collator,
+            num_workers=self.args.dataloader_num_workers,
+            pin_memory=self.args.dataloader_pin_memory,
+            persistent_workers=self.args.dataloader_persistent_workers,
+            multiprocessing_context=self.args.dataloader_multiprocessing_context,
+            prefetch_factor=self.args.dataloader_prefetch_factor,
+            in_order=self.args.dataloader_in_order,
+            worker_init_fn=partial(
+                seed_worker, num_workers=self.args.dataloader_num_workers, rank=self.args.process_index
+            ),
+        )
+        return bypass_batch_sampler_shard(self.accelerator.prepare(dataloader), sampler)
+
+    def make_batch_sampler(self, dataset: datasets.Dataset) -> TokenBudgetBatchSampler:
+        """The training batch sampler of this process."""
+        src_lengths, tgt_lengths = example_lengths(dataset)
+        return TokenBudgetBatchSampler(
+            src_lengths,
+            tgt_lengths,
+            self.max_tokens,
+            seed=self.args.data_seed if self.args.data_seed is not None else self.args.seed,
+            num_replicas=max(1, self.args.world_size),
+            rank=self.args.process_index if self.args.world_size > 1 else 0,
+        )
+
+    def _get_eval_sampler(self, eval_dataset: Dataset) -> Sampler | None:
+        if (
+            self.sort_eval_by_length
+            and self.args.world_size <= 1
+            and isinstance(eval_dataset, datasets.Dataset)
+            and "input_ids" in eval_dataset.column_names
+        ):
+            return LengthSortedSampler(column_lengths(eval_dataset, "input_ids"))
+        return super()._get_eval_sampler(eval_dataset)
+
+    def get_test_dataloader(self, test_dataset: Dataset) -> DataLoader:
+        """As `Trainer.get_test_dataloader`, in dataset order whatever `sort_eval_by_length` says."""
+        return self._get_dataloader(
+            dataset=test_dataset,
+            description="test",
+            batch_size=self.args.eval_batch_size,
+            sampler_fn=super()._get_eval_sampler,
+        )
+
+
+def bypass_batch_sampler_shard(dataloader: DataLoader, sampler: TokenBudgetBatchSampler) -> DataLoader:
+    """Undo accelerate's re-sharding of an already rank-aware batch sampler.
+
+    With several processes, `accelerator.prepare` wraps the batch sampler in `BatchSamplerShard`,
+    which would hand each process every n-th of *its* batches. Make the wrapper yield all of them,
+    and forward `set_epoch` through it (accelerate's `DataLoaderShard.set_epoch` and the
+    Trainer's resume path call it on the wrapper). With one process there is no wrapper.
+    """
+    wrapper = getattr(dataloader, "batch_sampler", None)
+    if wrapper is not sampler and getattr(wrapper, "batch_sampler", None) is sampler:
+        wrapper.num_processes, wrapper.process_index = 1, 0
+        wrapper.set_epoch = sampler.set_epoch
+    return dataloader
