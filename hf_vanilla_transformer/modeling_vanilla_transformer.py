@@ -520,12 +520,15 @@ class VanillaTransformerForConditionalGeneration(VanillaTransformerPreTrainedMod
         input length + 50 new tokens unless `max_length` / `max_new_tokens` is given."""
         source = inputs if inputs is not None else kwargs.get("input_ids")
         config = generation_config or self.generation_config
-        length_given = any(k in kwargs for k in ("max_length", "max_new_tokens")) or config.max_new_tokens is not None
+        length_given = any(kwargs.get(k) is not None for k in ("max_length", "max_new_tokens"))
+        length_given = length_given or config.max_new_tokens is not None
         offset = getattr(config, "max_new_tokens_over_input", None)
         if not length_given and offset is not None and torch.is_tensor(source) and source.dim() == 2:
             if source.shape[0] == 0:
                 raise ValueError("generate() got an empty batch (input_ids has 0 rows)")
-            kwargs["max_new_tokens"] = int(source.shape[1]) + int(offset)
+            # As max_length (which counts the decoder start token) rather than max_new_tokens, so
+            # that transformers does not warn about a max_length left in generation_config.json.
+            kwargs["max_length"] = 1 + int(source.shape[1]) + int(offset)
         return super().generate(inputs, generation_config=generation_config, **kwargs)
 
     def _uses_gnmt_penalty(self) -> bool:
