@@ -517,7 +517,8 @@ class VanillaTransformerForConditionalGeneration(VanillaTransformerPreTrainedMod
     # ------------------------------------------------------------------ generation (§6.1)
     def generate(self, inputs: torch.Tensor | None = None, generation_config=None, **kwargs):
         """`GenerationMixin.generate`, with the paper's default output length (§6.1): at most
-        input length + 50 new tokens unless `max_length` / `max_new_tokens` is given."""
+        input length + 50 new tokens (and at most `max_position_embeddings` positions) unless
+        `max_length` / `max_new_tokens` is given."""
         source = inputs if inputs is not None else kwargs.get("input_ids")
         config = generation_config or self.generation_config
         length_given = any(kwargs.get(k) is not None for k in ("max_length", "max_new_tokens"))
@@ -528,7 +529,8 @@ class VanillaTransformerForConditionalGeneration(VanillaTransformerPreTrainedMod
                 raise ValueError("generate() got an empty batch (input_ids has 0 rows)")
             # As max_length (which counts the decoder start token) rather than max_new_tokens, so
             # that transformers does not warn about a max_length left in generation_config.json.
-            kwargs["max_length"] = 1 + int(source.shape[1]) + int(offset)
+            # Clamped to the position table, as transformers clamps its own default length.
+            kwargs["max_length"] = min(1 + int(source.shape[1]) + int(offset), self.config.max_position_embeddings)
         return super().generate(inputs, generation_config=generation_config, **kwargs)
 
     def _uses_gnmt_penalty(self) -> bool:

@@ -1,0 +1,203 @@
+"""train/: the training entry point end to end on a slice of Multi30k with a tiny model:
+train -> average -> evaluate -> translate, resume after a kill, fine-tuning, 2 processes (DDP)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.helpers import MULTI30K, REPO_ROOT
+from train import translate as translate_cli
+from train.config import TrainConfig
+from train.train import last_complete_checkpoint, train
+
+pytestmark = pytest.mark.skipif(not MULTI30K.is_dir(), reason="needs ../shared/data/multi30k")
+
+TINY_MODEL = dict(d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+                  decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=128)
+
+
+def write_slice(folder: Path, sizes=(("train", 400), ("val", 40), ("test2016", 30)), offset: int = 0) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n in sizes:
+        for lang in ("de", "en"):
+            lines = (MULTI30K / f"{split}.{lang}").read_text(encoding="utf-8").splitlines()[offset : offset + n]
+            (folder / f"{split}.{lang}").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder
+
+
+def tiny_settings(data: Path, out: Path, **overrides) -> dict:
+    settings = dict(
+        dataset=str(data), src_lang="de", tgt_lang="en", train_split="train", eval_split="val",
+        test_split="test2016", vocab_size=400, model=dict(TINY_MODEL), max_tokens=600, warmup_steps=10,
+        lr_factor=2.0, max_steps=16, eval_steps=8, save_steps=4, average_last=3, logging_steps=2,
+        test_num_beams=2, output_dir=str(out), num_threads=1, seed=3,
+    )
+    settings.update(overrides)
+    return settings
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return write_slice(tmp_path_factory.mktemp("m30k"))
+
+
+@pytest.fixture(scope="module")
+def finished_run(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "run"
+    summary = train(TrainConfig.from_dict(tiny_settings(data, out)))
+    return out, summary
+
+
+def test_run_writes_model_results_curves_and_card(finished_run):
+    out, summary = finished_run
+    model_dir = out / "model"
+    assert summary["steps"] == 16
+    assert summary["averaged_checkpoints"] == ["checkpoint-8", "checkpoint-12", "checkpoint-16"]
+    for name in ("config.json", "model.safetensors", "generation_config.json", "tokenizer.json",
+                 "modeling_vanilla_transformer.py", "README.md", "results.test2016.json", "hyp.test2016.en"):
+        assert (model_dir / name).is_file(), name
+    results = json.loads((model_dir / "results.test2016.json").read_text())
+    assert results["num_sentences"] == 30 and "BLEU" in results["bleu_signature"] or "nrefs" in results["bleu_signature"]
+    assert len((model_dir / "hyp.test2016.en").read_text().splitlines()) == 30
+    assert (out / "training_curves.png").stat().st_size > 10_000
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert any("eval_bleu" in r for r in rows) and any("loss" in r for r in rows)
+    assert 0 <= summary["padding_fraction"] < summary["random_batching_padding_fraction"]
+    card = (model_dir / "README.md").read_text()
+    assert "pipeline_tag: translation" in card and "model-index" in card
+
+
+def test_averaged_model_is_the_mean_of_the_last_checkpoints(finished_run):
+    out, _ = finished_run
+    states = [load_file(out / f"checkpoint-{s}" / "model.safetensors") for s in (8, 12, 16)]
+    averaged = load_file(out / "model" / "model.safetensors")
+    for key, value in averaged.items():
+        expected = torch.stack([s[key].double() for s in states]).mean(0).to(value.dtype)
+        torch.testing.assert_close(value, expected, rtol=0, atol=1e-7)
+
+
+def test_translate_cli_reads_a_file_and_keeps_line_order(finished_run, tmp_path):
+    out, _ = finished_run
+    source = tmp_path / "in.de"
+    source.write_text("Ein Hund läuft.\n\nZwei Männer stehen auf der Straße.\n", encoding="utf-8")
+    target = tmp_path / "out.en"
+    translate_cli.main([str(out / "model"), "--input", str(source), "--output", str(target), "--beams", "2"])
+    lines = target.read_text(encoding="utf-8").split("\n")
+    assert len(lines) == 4 and lines[1] == "" and lines[3] == ""
+
+
+def test_existing_run_needs_resume(finished_run):
+    out, _ = finished_run
+    settings = tiny_settings(Path("unused"), out)
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(TrainConfig.from_dict(settings))
+
+
+def test_config_errors_name_the_setting(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown setting\(s\) \['max_tokenz'\]"):
+        TrainConfig.load(None, ["max_tokenz=100"])
+    with pytest.raises(ValueError, match="'max_steps' expects int, got 'many'"):
+        TrainConfig.load(None, ["max_steps=many"])
+    with pytest.raises(ValueError, match="not of the form key=value"):
+        TrainConfig.load(None, ["max_steps"])
+    with pytest.raises(FileNotFoundError, match="nope.yaml"):
+        TrainConfig.load(tmp_path / "nope.yaml")
+    cfg = TrainConfig.load(REPO_ROOT / "train/configs/multi30k_de_en.yaml", ["model.dropout=0.3", "max_steps=7"])
+    assert cfg.model["dropout"] == 0.3 and cfg.max_steps == 7
+
+
+def test_bad_data_stops_before_training(tmp_path):
+    data = write_slice(tmp_path / "bad")
+    lines = (data / "train.en").read_text().splitlines()
+    (data / "train.en").write_text("\n".join(lines[:-5]) + "\n")
+    with pytest.raises(ValueError, match="train.de.*400.*train.en.*395|train.en.*395.*train.de.*400"):
+        train(TrainConfig.from_dict(tiny_settings(data, tmp_path / "out")))
+    assert not (tmp_path / "out" / "checkpoint-4").exists()
+
+
+def test_last_complete_checkpoint_skips_a_partial_one(tmp_path):
+    for step, complete in ((4, True), (8, True), (12, False)):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        if complete:
+            (folder / "trainer_state.json").write_text("{}")
+    assert last_complete_checkpoint(tmp_path).name == "checkpoint-8"
+    assert (tmp_path / "incomplete-checkpoint-12").is_dir()
+
+
+def _train_command(settings: dict, resume: bool = False) -> list[str]:
+    overrides = [f"{k}={json.dumps(v)}" for k, v in settings.items()]
+    return [sys.executable, "-m", "train.train", *(["--resume"] if resume else []), *overrides]
+
+
+@pytest.mark.slow
+def test_resume_after_kill_matches_uninterrupted_run(data, finished_run, tmp_path):
+    reference_out, _ = finished_run
+    out = tmp_path / "killed"
+    settings = tiny_settings(data, out, test_split=None)
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    process = subprocess.Popen(_train_command(settings), cwd=REPO_ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not (out / "checkpoint-8" / "trainer_state.json").exists():
+        assert process.poll() is None, "training ended before it could be interrupted"
+        assert time.time() < deadline, "no checkpoint-8 within 240 s"
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (out / "checkpoint-16").exists(), "the run finished before it was killed"
+    resumed = subprocess.run(_train_command(settings, resume=True), cwd=REPO_ROOT, env=env,
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from" in resumed.stderr
+    got = load_file(out / "checkpoint-16" / "model.safetensors")
+    expected = load_file(reference_out / "checkpoint-16" / "model.safetensors")
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key], rtol=0, atol=0, msg=key)
+
+
+def test_fine_tune_from_a_trained_model_keeps_its_tokenizer(data, finished_run, tmp_path):
+    reference_out, _ = finished_run
+    new_data = write_slice(tmp_path / "other", offset=500)
+    out = tmp_path / "ft"
+    summary = train(TrainConfig.from_dict(tiny_settings(
+        new_data, out, init_from=str(reference_out / "model"), model={}, max_steps=4, eval_steps=4, save_steps=4,
+        average_last=1, test_split=None)))
+    assert summary["steps"] == 4
+    original = json.loads((reference_out / "model" / "tokenizer.json").read_text())["model"]["vocab"]
+    tuned = json.loads((out / "model" / "tokenizer.json").read_text())["model"]["vocab"]
+    assert original == tuned
+    before = load_file(reference_out / "model" / "model.safetensors")
+    after = load_file(out / "model" / "model.safetensors")
+    assert not torch.equal(before["model.shared.weight"], after["model.shared.weight"])
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_process_with_the_same_global_batch(data, tmp_path):
+    """DDP over gloo with 2 CPU processes vs 1 process accumulating the same 2 batches per step:
+    the same losses (dropout off, so the runs are comparable)."""
+    common = dict(max_steps=4, eval_steps=100, save_steps=4, average_last=1, test_split=None, logging_steps=1,
+                  model={**TINY_MODEL, "dropout": 0.0}, warmup_steps=2)
+    one = tiny_settings(data, tmp_path / "one", gradient_accumulation_steps=2, **common)
+    two = tiny_settings(data, tmp_path / "two", **common)
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+    subprocess.run(_train_command(one), cwd=REPO_ROOT, env=env, check=True, capture_output=True, timeout=600)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517"]
+    result = subprocess.run([*torchrun, *_train_command(two)[1:]], cwd=REPO_ROOT, env=env, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+
+    def losses(out):
+        rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        return [r["loss"] for r in rows if "loss" in r and "eval_loss" not in r and r["step"] <= 4]
+
+    assert len(losses(tmp_path / "two")) == 4
+    assert losses(tmp_path / "two") == pytest.approx(losses(tmp_path / "one"), rel=1e-4)

@@ -1,0 +1,155 @@
+"""Training run configuration: a YAML file (see `train/configs/`) plus `key=value` overrides.
+
+Every field has the paper's value (§5) or a documented choice for CPU-sized runs as its default.
+Unknown keys and wrongly typed values are rejected with an error naming them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+@dataclass
+class TrainConfig:
+    # ------------------------------------------------------------------ data
+    dataset: str = "multi30k"
+    """`multi30k` (local copy if found, else the Hub), a folder of `{split}.{lang}` files, a TSV or
+    JSON-lines file, or a Hub dataset id."""
+    src_lang: str = "de"
+    tgt_lang: str = "en"
+    data_dir: str | None = None
+    """Folder of the local Multi30k copy (default: $HVT_MULTI30K_DIR or ../shared/data/multi30k)."""
+    train_split: str = "train"
+    eval_split: str = "validation"
+    test_split: str | None = "test"
+    """Split for the final beam-search evaluation (None: skip it)."""
+    max_source_length: int = 128
+    """Training pairs with more BPE tokens than this on either side are dropped (and counted)."""
+    max_target_length: int = 128
+    max_eval_samples: int | None = None
+    """Validate on the first N validation pairs only (None: all)."""
+
+    # ------------------------------------------------------------------ tokenizer (§5.1)
+    tokenizer: str | None = None
+    """An existing tokenizer folder; None trains a shared BPE on the training text."""
+    vocab_size: int = 8000
+
+    # ------------------------------------------------------------------ model (§3, Table 3)
+    preset: str = "small"
+    """`small`, `base` or `big` (VanillaTransformerConfig presets)."""
+    model: dict[str, Any] = field(default_factory=dict)
+    """Overrides of VanillaTransformerConfig fields, e.g. {dropout: 0.3, encoder_layers: 4}."""
+    init_from: str | None = None
+    """Fine-tune: a trained model folder to start from (its tokenizer is kept)."""
+
+    # ------------------------------------------------------------------ optimisation (§5.3, §5.4)
+    max_tokens: int = 4096
+    """Token budget of a batch per side (fairseq's --max-tokens); the paper used 25000 per GPU batch."""
+    gradient_accumulation_steps: int = 1
+    lr_factor: float = 1.0
+    """lrate = lr_factor * d_model^-0.5 * min(step^-0.5, step * warmup^-1.5)   (§5.3 has factor 1)."""
+    warmup_steps: int = 4000
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.98
+    adam_epsilon: float = 1e-9
+    label_smoothing: float = 0.1
+    max_grad_norm: float | None = None
+    """Gradient clipping (not in the paper; None disables it)."""
+    max_steps: int = 100000
+    """Training steps (the base model trained 100k steps, §5.2)."""
+    num_threads: int | None = None
+    """torch intra-op threads (None: torch's default)."""
+
+    # ------------------------------------------------------------------ validation, checkpoints
+    eval_steps: int = 1000
+    save_steps: int = 1000
+    keep_checkpoints: int = 5
+    """Checkpoints kept besides the best one; the last `average_last` are averaged (§6.1)."""
+    average_last: int = 5
+    eval_num_beams: int = 1
+    """Beam size of the BLEU computed during training (greedy by default, for speed)."""
+    test_num_beams: int = 4
+    """Beam size of the final test evaluation (§6.1: 4)."""
+    length_penalty: float = 0.6
+    early_stopping_patience: int | None = None
+    """Stop after this many validations without BLEU improvement (None: never)."""
+
+    # ------------------------------------------------------------------ run
+    output_dir: str = "runs/multi30k-de-en"
+    seed: int = 1
+    logging_steps: int = 50
+    push_to_hub: str | None = None
+    """A Hub repo id to push the final model, tokenizer and card to."""
+    report_to: str = "none"
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def load(cls, path: str | Path | None = None, overrides: list[str] | dict[str, Any] | None = None) -> TrainConfig:
+        """Read a YAML file (optional) and apply overrides (`["max_steps=100", "model.dropout=0.3"]` or a dict)."""
+        values: dict[str, Any] = {}
+        if path is not None:
+            path = Path(path)
+            if not path.is_file():
+                raise FileNotFoundError(f"training config not found: {path}")
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            if not isinstance(loaded, dict):
+                raise ValueError(f"{path}: expected a mapping of settings, got {type(loaded).__name__}")
+            values.update(loaded)
+        for key, value in _parse_overrides(overrides).items():
+            if key.startswith("model."):
+                values.setdefault("model", {})
+                values["model"] = {**values["model"], key[len("model.") :]: value}
+            else:
+                values[key] = value
+        return cls.from_dict(values, source=str(path) if path else "overrides")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ValueError(f"{source}: unknown setting(s) {unknown}; known settings: {sorted(known)}")
+        hints = typing.get_type_hints(cls)
+        for key, value in values.items():
+            _check_type(key, value, hints[key], source)
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _parse_overrides(overrides: list[str] | dict[str, Any] | None) -> dict[str, Any]:
+    if overrides is None:
+        return {}
+    if isinstance(overrides, dict):
+        return dict(overrides)
+    parsed = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override {item!r} is not of the form key=value")
+        key, raw = item.split("=", 1)
+        parsed[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+    return parsed
+
+
+def _check_type(key: str, value: Any, hint: Any, source: str) -> None:
+    allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union else (hint,)
+    for option in allowed:
+        origin = typing.get_origin(option) or option
+        if option is type(None) and value is None:
+            return
+        if origin is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return
+        if origin is int and isinstance(value, int) and not isinstance(value, bool):
+            return
+        if origin in (str, bool, dict) and isinstance(value, origin):
+            return
+    names = " | ".join(getattr(o, "__name__", str(o)) for o in allowed)
+    raise ValueError(f"{source}: setting {key!r} expects {names}, got {value!r}")

@@ -1,0 +1,306 @@
+"""Train a translation model with the paper's recipe (§5) using transformers' Seq2SeqTrainer.
+
+    python -m train.train --config train/configs/multi30k_de_en.yaml
+    python -m train.train --config train/configs/multi30k_de_en.yaml max_steps=200 output_dir=runs/try
+    python -m train.train --config ... --resume            # continue an interrupted run
+    torchrun --nproc_per_node 2 -m train.train --config ... # several processes (DDP)
+
+What a run does, and where it writes (`output_dir`):
+
+1. loads the parallel data (`train.data`), stopping with a clear error on bad files;
+2. trains a shared BPE tokenizer on the training text, or loads `tokenizer` / `init_from`'s
+   (`tokenizer/`), and tokenises with `datasets.map` (cached under `cache/`);
+3. builds the model from a preset plus overrides, or loads `init_from` to fine-tune;
+4. trains with Adam (beta2 0.98, eps 1e-9), the inverse-square-root schedule with warmup (§5.3),
+   label smoothing 0.1 (§5.4) and token-budget batches (`train.batching`), validating loss and
+   BLEU of generated translations every `eval_steps` (`checkpoint-*/`, `metrics.jsonl`);
+5. averages the last `average_last` checkpoints (§6.1) into `model/`, the final model;
+6. evaluates `model/` on the test split with beam search (`model/results.test.json`), draws
+   `training_curves.png`, and writes the model card `model/README.md`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from datasets import DatasetDict
+from transformers import (
+    AutoModelForSeq2SeqLM,
+    AutoTokenizer,
+    DataCollatorForSeq2Seq,
+    EarlyStoppingCallback,
+    Seq2SeqTrainingArguments,
+    set_seed,
+)
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+import hf_vanilla_transformer as hvt
+from train.average_checkpoints import average_checkpoints, last_checkpoints
+from train.batching import padding_stats
+from train.callbacks import MetricsLogCallback, plot_metrics
+from train.config import TrainConfig
+from train.data import example_lengths, filter_by_length, load_parallel, multi30k, tokenize_dataset
+from train.evaluate import score
+from train.trainer import TokenBudgetSeq2SeqTrainer
+
+logger = logging.getLogger("train")
+
+
+# ---------------------------------------------------------------------------- data and tokenizer
+def load_data(cfg: TrainConfig) -> DatasetDict:
+    """The raw splits (`src`, `tgt` columns) named by `cfg.dataset`."""
+    if cfg.dataset == "multi30k":
+        return multi30k(cfg.src_lang, cfg.tgt_lang, data_dir=cfg.data_dir)
+    return load_parallel(cfg.dataset, cfg.src_lang, cfg.tgt_lang)
+
+
+def build_tokenizer(cfg: TrainConfig, raw: DatasetDict, output_dir: Path):
+    """Reuse the run's tokenizer if it exists (resume), else load `tokenizer` / `init_from`'s, else
+    train the shared BPE on source and target training text together (§5.1)."""
+    saved = output_dir / "tokenizer"
+    source = saved if (saved / "tokenizer.json").is_file() else cfg.tokenizer or cfg.init_from
+    if source is not None:
+        return AutoTokenizer.from_pretrained(str(source), trust_remote_code=True)
+    train = raw[cfg.train_split]
+    logger.info("training a shared BPE vocabulary of %d on %d sentence pairs", cfg.vocab_size, len(train))
+    tokenizer = hvt.train_tokenizer(texts=list(train["src"]) + list(train["tgt"]), vocab_size=cfg.vocab_size)
+    tokenizer.save_pretrained(saved)
+    return tokenizer
+
+
+def prepare_datasets(cfg: TrainConfig, raw: DatasetDict, tokenizer, output_dir: Path):
+    """Tokenised training and validation sets; training pairs over the length limits are dropped."""
+    for split in (cfg.train_split, cfg.eval_split):
+        if split not in raw:
+            raise ValueError(f"dataset {cfg.dataset!r} has no split {split!r}; it has {sorted(raw)}")
+    eval_raw = raw[cfg.eval_split]
+    if cfg.max_eval_samples is not None:
+        eval_raw = eval_raw.select(range(min(cfg.max_eval_samples, len(eval_raw))))
+    subset = DatasetDict({"train": raw[cfg.train_split], "validation": eval_raw})
+    tokenized = tokenize_dataset(subset, tokenizer, cache_dir=output_dir / "cache")
+    train, dropped = filter_by_length(tokenized["train"], cfg.max_source_length, cfg.max_target_length)
+    return train, tokenized["validation"], dropped
+
+
+# ---------------------------------------------------------------------------- model
+def build_model(cfg: TrainConfig, tokenizer):
+    """A new model from `preset` + `model` overrides, or the `init_from` model to fine-tune."""
+    if cfg.init_from:
+        model = AutoModelForSeq2SeqLM.from_pretrained(cfg.init_from, trust_remote_code=True)
+        for key, value in cfg.model.items():
+            setattr(model.config, key, value)
+        model.config.label_smoothing = cfg.label_smoothing
+        return model
+    presets = {"small": hvt.VanillaTransformerConfig.small, "base": hvt.VanillaTransformerConfig.base,
+               "big": hvt.VanillaTransformerConfig.big}
+    if cfg.preset not in presets:
+        raise ValueError(f"unknown preset {cfg.preset!r}; choose one of {sorted(presets)}")
+    config = presets[cfg.preset](
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.bos_token_id,
+        label_smoothing=cfg.label_smoothing,
+        **cfg.model,
+    )
+    return hvt.VanillaTransformerForConditionalGeneration(config)
+
+
+def peak_learning_rate(cfg: TrainConfig, d_model: int) -> float:
+    """§5.3: lrate = d_model^-0.5 * min(step^-0.5, step * warmup^-1.5), highest at step = warmup."""
+    return cfg.lr_factor * d_model**-0.5 * cfg.warmup_steps**-0.5
+
+
+def training_arguments(cfg: TrainConfig, d_model: int) -> Seq2SeqTrainingArguments:
+    """The paper's optimiser and schedule through Trainer settings. transformers' `inverse_sqrt`
+    schedule with this peak rate equals §5.3's formula, one step later (see train/schedule.py)."""
+    return Seq2SeqTrainingArguments(
+        output_dir=cfg.output_dir,
+        max_steps=cfg.max_steps,
+        learning_rate=peak_learning_rate(cfg, d_model),
+        lr_scheduler_type="inverse_sqrt",
+        warmup_steps=cfg.warmup_steps,
+        adam_beta1=cfg.adam_beta1,
+        adam_beta2=cfg.adam_beta2,
+        adam_epsilon=cfg.adam_epsilon,
+        weight_decay=0.0,
+        max_grad_norm=cfg.max_grad_norm or 0.0,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        per_device_train_batch_size=1,  # unused: batches come from the token budget
+        per_device_eval_batch_size=128,
+        eval_strategy="steps",
+        eval_steps=cfg.eval_steps,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=max(cfg.keep_checkpoints, cfg.average_last),
+        metric_for_best_model="bleu",
+        greater_is_better=True,
+        load_best_model_at_end=cfg.early_stopping_patience is not None,
+        predict_with_generate=True,
+        generation_num_beams=cfg.eval_num_beams,
+        label_smoothing_factor=0.0,  # the model's own loss applies config.label_smoothing
+        logging_steps=cfg.logging_steps,
+        logging_first_step=True,
+        seed=cfg.seed,
+        report_to=cfg.report_to,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        # Without a GPU, say so: only then does the Trainer pick up torchrun's processes (gloo).
+        use_cpu=not torch.cuda.is_available(),
+        ddp_backend="gloo" if not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
+        ddp_find_unused_parameters=False,
+        push_to_hub=False,
+    )
+
+
+def bleu_metric(tokenizer, tgt_lang: str):
+    """`compute_metrics` for Seq2SeqTrainer: sacreBLEU and chrF of generated validation output."""
+
+    def compute(eval_pred) -> dict[str, float]:
+        predictions, labels = eval_pred
+        predictions = np.where(predictions != -100, predictions, tokenizer.pad_token_id)
+        labels = np.where(labels != -100, labels, tokenizer.pad_token_id)
+        hypotheses = tokenizer.batch_decode(predictions, skip_special_tokens=True)
+        references = tokenizer.batch_decode(labels, skip_special_tokens=True)
+        result = score(hypotheses, references, tgt_lang)
+        return {"bleu": result["bleu"], "chrf": result["chrf"]}
+
+    return compute
+
+
+# ---------------------------------------------------------------------------- the run
+def last_complete_checkpoint(output_dir: Path) -> Path | None:
+    """The newest `checkpoint-N` whose `trainer_state.json` (written last by the Trainer) exists.
+
+    A run killed while writing a checkpoint leaves it incomplete; such folders are renamed to
+    `incomplete-checkpoint-N` (kept for inspection, never resumed from)."""
+    checkpoints = sorted(
+        (p for p in output_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*") if p.name.split("-")[-1].isdigit()),
+        key=lambda p: int(p.name.split("-")[-1]),
+    )
+    while checkpoints and not (checkpoints[-1] / "trainer_state.json").is_file():
+        partial = checkpoints.pop()
+        logger.warning("%s is incomplete (the run stopped while writing it); renaming it", partial)
+        partial.rename(partial.with_name(f"incomplete-{partial.name}"))
+    return checkpoints[-1] if checkpoints else None
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
+    """Run steps 1-6 of the module docstring; returns a summary with paths and metrics."""
+    output_dir = Path(cfg.output_dir)
+    existing = last_complete_checkpoint(output_dir) if output_dir.is_dir() else None
+    if existing and not resume:
+        raise FileExistsError(
+            f"{output_dir} already holds checkpoints: pass --resume to continue that run, or choose another output_dir"
+        )
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    set_seed(cfg.seed)
+    start = time.perf_counter()
+
+    raw = load_data(cfg)
+    tokenizer = build_tokenizer(cfg, raw, output_dir)
+    train_ds, eval_ds, dropped = prepare_datasets(cfg, raw, tokenizer, output_dir)
+    logger.info("training pairs: %d (dropped %d longer than %d/%d tokens); validation pairs: %d",
+                len(train_ds), dropped, cfg.max_source_length, cfg.max_target_length, len(eval_ds))
+    model = build_model(cfg, tokenizer)
+    logger.info("model: %s, %.1fM parameters", cfg.preset if not cfg.init_from else cfg.init_from,
+                sum(p.numel() for p in model.parameters()) / 1e6)
+
+    callbacks = [MetricsLogCallback(output_dir / "metrics.jsonl")]
+    if cfg.early_stopping_patience is not None:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
+    trainer = TokenBudgetSeq2SeqTrainer(
+        model=model,
+        args=training_arguments(cfg, model.config.d_model),
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        processing_class=tokenizer,
+        data_collator=DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100),
+        compute_metrics=bleu_metric(tokenizer, cfg.tgt_lang),
+        callbacks=callbacks,
+        max_tokens=cfg.max_tokens,
+    )
+    stats = padding_stats(trainer.make_batch_sampler(train_ds).global_batches(), *example_lengths(train_ds))
+    logger.info("token-budget batches: %d per epoch, %.1f pairs on average, padding %.1f%% (random batches of "
+                "that size: %.1f%%)", stats.num_batches, stats.mean_batch_size, 100 * stats.pad_fraction,
+                100 * stats.random_pad_fraction)
+    if resume and existing:
+        logger.info("resuming from %s", existing)
+    trainer.train(resume_from_checkpoint=str(existing) if resume and existing else None)
+    summary: dict[str, Any] = {
+        "output_dir": str(output_dir),
+        "train_pairs": len(train_ds),
+        "dropped_pairs": dropped,
+        "batches_per_epoch": stats.num_batches,
+        "padding_fraction": stats.pad_fraction,
+        "random_batching_padding_fraction": stats.random_pad_fraction,
+        "steps": trainer.state.global_step,
+        "epochs": trainer.state.epoch,
+        "best_validation_bleu": trainer.state.best_metric,
+        "train_minutes": (time.perf_counter() - start) / 60,
+    }
+    if trainer.is_world_process_zero():
+        summary.update(finish(cfg, trainer, output_dir))
+        (output_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def finish(cfg: TrainConfig, trainer: TokenBudgetSeq2SeqTrainer, output_dir: Path) -> dict[str, Any]:
+    """Average checkpoints (§6.1), evaluate on the test split, plot, write the model card."""
+    from train.evaluate_model import evaluate_model
+    from train.model_card import write_model_card
+
+    model_dir = output_dir / "model"
+    checkpoints = last_checkpoints(output_dir, cfg.average_last)
+    if checkpoints and checkpoints[-1].name == f"checkpoint-{trainer.state.global_step}":
+        average_checkpoints(checkpoints, model_dir, overwrite=True)
+        averaged = [c.name for c in checkpoints]
+    else:  # the last step was not checkpointed: use the final weights as they are
+        trainer.save_model(str(model_dir))
+        averaged = []
+    logger.info("final model: %s (average of %s)", model_dir, averaged or "no checkpoints: last weights")
+    results: dict[str, Any] = {"model_dir": str(model_dir), "averaged_checkpoints": averaged}
+    if cfg.test_split:
+        test = evaluate_model(model_dir, dataset=cfg.dataset, src_lang=cfg.src_lang, tgt_lang=cfg.tgt_lang,
+                              split=cfg.test_split, data_dir=cfg.data_dir, num_beams=cfg.test_num_beams,
+                              length_penalty=cfg.length_penalty)
+        results["test"] = test
+        logger.info("test BLEU %.2f chrF %.2f (%s)", test["bleu"], test["chrf"], test["bleu_signature"])
+    if (output_dir / "metrics.jsonl").is_file():
+        results["plot"] = str(plot_metrics(output_dir / "metrics.jsonl", output_dir / "training_curves.png"))
+    write_model_card(cfg, model_dir, results.get("test"), trainer.state)
+    if cfg.push_to_hub:
+        from train.hub import push_model_folder
+
+        results["pushed_to"] = push_model_folder(model_dir, cfg.push_to_hub)
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="YAML file of TrainConfig settings (see train/configs/)")
+    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output_dir")
+    parser.add_argument("overrides", nargs="*", help="key=value settings overriding the YAML (model.x=y for model)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    cfg = TrainConfig.load(args.config, args.overrides)
+    summary = train(cfg, resume=args.resume)
+    print(json.dumps({k: v for k, v in summary.items() if k != "test"}, indent=2, default=str))
+    return summary
+
+
+if __name__ == "__main__":
+    main()
