@@ -22,4 +22,4 @@ lint:
 	$(PYTHON) -m ruff check hf_vanilla_transformer train tests benchmarks
 
 benchmark: install
-	$(PYTHON) benchmarks/bench_attention.py
+	$(PYTHON) benchmarks/bench_model.py

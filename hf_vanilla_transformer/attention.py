@@ -56,8 +56,14 @@ class MultiHeadAttention(nn.Module):
     first step, and reuses it afterwards (`past_key_values.is_updated[layer_idx]`).
     """
 
-    def __init__(self, config: VanillaTransformerConfig, num_heads: int, head_dim: int,
-                 is_causal: bool, layer_idx: int | None = None):
+    def __init__(
+        self,
+        config: VanillaTransformerConfig,
+        num_heads: int,
+        head_dim: int,
+        is_causal: bool,
+        layer_idx: int | None = None,
+    ):
         super().__init__()
         self.config = config
         self.num_heads = num_heads
@@ -93,7 +99,9 @@ class MultiHeadAttention(nn.Module):
 
         cache = past_key_values
         if isinstance(past_key_values, EncoderDecoderCache):
-            cache = past_key_values.cross_attention_cache if is_cross_attention else past_key_values.self_attention_cache
+            cache = (
+                past_key_values.cross_attention_cache if is_cross_attention else past_key_values.self_attention_cache
+            )
         reuse_cross = (
             is_cross_attention
             and isinstance(past_key_values, EncoderDecoderCache)

@@ -109,8 +109,15 @@ class VanillaTransformerConfig(PreTrainedConfig):
     # ------------------------------------------------------------------ validation
     def validate_architecture(self):
         """Reject impossible hyper-parameters with a message naming the offending value."""
-        for name in ("vocab_size", "d_model", "encoder_attention_heads", "decoder_attention_heads",
-                     "encoder_ffn_dim", "decoder_ffn_dim", "max_position_embeddings"):
+        for name in (
+            "vocab_size",
+            "d_model",
+            "encoder_attention_heads",
+            "decoder_attention_heads",
+            "encoder_ffn_dim",
+            "decoder_ffn_dim",
+            "max_position_embeddings",
+        ):
             value = getattr(self, name)
             if value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value}")
@@ -123,8 +130,7 @@ class VanillaTransformerConfig(PreTrainedConfig):
             heads = getattr(self, name)
             if self.head_dim is None and self.d_model % heads != 0:
                 raise ValueError(
-                    f"d_model ({self.d_model}) must be divisible by {name} ({heads}) "
-                    "unless head_dim is set explicitly"
+                    f"d_model ({self.d_model}) must be divisible by {name} ({heads}) unless head_dim is set explicitly"
                 )
         if self.position_embedding_type == "sinusoidal" and self.d_model % 2 != 0:
             raise ValueError(f"sinusoidal positional encoding needs an even d_model, got {self.d_model}")
@@ -175,13 +181,37 @@ class VanillaTransformerConfig(PreTrainedConfig):
         return cls(**{**_SMALL, **overrides})
 
 
-_BASE = dict(d_model=512, encoder_layers=6, decoder_layers=6, encoder_attention_heads=8,
-             decoder_attention_heads=8, encoder_ffn_dim=2048, decoder_ffn_dim=2048, dropout=0.1)
-_BIG = dict(d_model=1024, encoder_layers=6, decoder_layers=6, encoder_attention_heads=16,
-            decoder_attention_heads=16, encoder_ffn_dim=4096, decoder_ffn_dim=4096, dropout=0.3)
-_SMALL = dict(d_model=256, encoder_layers=3, decoder_layers=3, encoder_attention_heads=4,
-              decoder_attention_heads=4, encoder_ffn_dim=1024, decoder_ffn_dim=1024, dropout=0.1,
-              max_position_embeddings=512)
+_BASE = dict(
+    d_model=512,
+    encoder_layers=6,
+    decoder_layers=6,
+    encoder_attention_heads=8,
+    decoder_attention_heads=8,
+    encoder_ffn_dim=2048,
+    decoder_ffn_dim=2048,
+    dropout=0.1,
+)
+_BIG = dict(
+    d_model=1024,
+    encoder_layers=6,
+    decoder_layers=6,
+    encoder_attention_heads=16,
+    decoder_attention_heads=16,
+    encoder_ffn_dim=4096,
+    decoder_ffn_dim=4096,
+    dropout=0.3,
+)
+_SMALL = dict(
+    d_model=256,
+    encoder_layers=3,
+    decoder_layers=3,
+    encoder_attention_heads=4,
+    decoder_attention_heads=4,
+    encoder_ffn_dim=1024,
+    decoder_ffn_dim=1024,
+    dropout=0.1,
+    max_position_embeddings=512,
+)
 
 
 def _raise_value_errors(strict_validate):

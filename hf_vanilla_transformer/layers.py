@@ -148,7 +148,11 @@ class DecoderLayer(GradientCheckpointingLayer, FeedForwardMixin):
         )
         if encoder_hidden_states is not None:
             hidden_states = residual(
-                hidden_states, encoder_attention, self.encoder_attn_layer_norm, self.dropout, self.training,
+                hidden_states,
+                encoder_attention,
+                self.encoder_attn_layer_norm,
+                self.dropout,
+                self.training,
                 self.pre_ln,
             )
         hidden_states = residual(

@@ -63,8 +63,18 @@ DEFAULT_LIMITATIONS = (
 
 # Keys accepted in each entry of `results`.
 _RESULT_KEYS = frozenset(
-    {"bleu", "bleu_signature", "chrf", "chrf_signature", "split", "dataset_config", "dataset_revision",
-     "decoding", "bleu_variant", "tokenisation"}
+    {
+        "bleu",
+        "bleu_signature",
+        "chrf",
+        "chrf_signature",
+        "split",
+        "dataset_config",
+        "dataset_revision",
+        "decoding",
+        "bleu_variant",
+        "tokenisation",
+    }
 )
 
 
@@ -307,11 +317,25 @@ def _eval_results(
             dataset_config=row["dataset_config"],
             dataset_revision=row["dataset_revision"],
         )
-        evals.append(EvalResult(**common, metric_type="bleu", metric_name="BLEU", metric_value=row["bleu"],
-                                metric_config=row["bleu_signature"]))
+        evals.append(
+            EvalResult(
+                **common,
+                metric_type="bleu",
+                metric_name="BLEU",
+                metric_value=row["bleu"],
+                metric_config=row["bleu_signature"],
+            )
+        )
         if row["chrf_signature"]:
-            evals.append(EvalResult(**common, metric_type="chrf", metric_name="chrF", metric_value=row["chrf"],
-                                    metric_config=row["chrf_signature"]))
+            evals.append(
+                EvalResult(
+                    **common,
+                    metric_type="chrf",
+                    metric_name="chrF",
+                    metric_value=row["chrf"],
+                    metric_config=row["chrf_signature"],
+                )
+            )
     return evals
 
 

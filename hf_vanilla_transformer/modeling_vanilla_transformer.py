@@ -47,7 +47,12 @@ from transformers import GenerationConfig, GenerationMixin, PreTrainedModel
 from transformers import initialization as init
 from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
 from transformers.masking_utils import create_bidirectional_mask, create_causal_mask
-from transformers.modeling_outputs import BaseModelOutput, BaseModelOutputWithPastAndCrossAttentions, Seq2SeqLMOutput, Seq2SeqModelOutput
+from transformers.modeling_outputs import (
+    BaseModelOutput,
+    BaseModelOutputWithPastAndCrossAttentions,
+    Seq2SeqLMOutput,
+    Seq2SeqModelOutput,
+)
 from transformers.utils import can_return_tuple
 
 from .configuration_vanilla_transformer import VanillaTransformerConfig
@@ -147,7 +152,9 @@ class VanillaTransformerPreTrainedModel(PreTrainedModel):
             init.ones_(module.weight)
             init.zeros_(module.bias)
         elif isinstance(module, SinusoidalPositionalEncoding):
-            init.copy_(module.table, SinusoidalPositionalEncoding(module.num_positions, module.d_model, module.layout).table)
+            init.copy_(
+                module.table, SinusoidalPositionalEncoding(module.num_positions, module.d_model, module.layout).table
+            )
 
 
 def _make_positions(config: VanillaTransformerConfig) -> nn.Module:
@@ -274,7 +281,9 @@ class VanillaTransformerDecoder(_Stack):
         if attention_mask is None:
             attention_mask = torch.ones(batch_size, past_length + seq_len, device=hidden_states.device)
         self_attn_cache = (
-            past_key_values.self_attention_cache if isinstance(past_key_values, EncoderDecoderCache) else past_key_values
+            past_key_values.self_attention_cache
+            if isinstance(past_key_values, EncoderDecoderCache)
+            else past_key_values
         )
         causal_mask = create_causal_mask(
             config=self.config,

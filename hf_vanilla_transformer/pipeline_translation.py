@@ -16,9 +16,20 @@ from typing import Any
 from transformers import Pipeline
 
 GENERATE_ARGS = (
-    "num_beams", "max_new_tokens", "max_length", "min_new_tokens", "length_penalty", "early_stopping",
-    "do_sample", "temperature", "top_k", "top_p", "no_repeat_ngram_size", "num_return_sequences",
-    "repetition_penalty", "generation_config",
+    "num_beams",
+    "max_new_tokens",
+    "max_length",
+    "min_new_tokens",
+    "length_penalty",
+    "early_stopping",
+    "do_sample",
+    "temperature",
+    "top_k",
+    "top_p",
+    "no_repeat_ngram_size",
+    "num_return_sequences",
+    "repetition_penalty",
+    "generation_config",
 )
 
 
@@ -30,12 +41,19 @@ class TranslationPipeline(Pipeline):
     _load_feature_extractor = False
     _load_tokenizer = True
 
-    def _sanitize_parameters(self, truncation: bool | None = None, max_source_length: int | None = None,
-                             clean_up_tokenization_spaces: bool | None = None, **kwargs: Any):
+    def _sanitize_parameters(
+        self,
+        truncation: bool | None = None,
+        max_source_length: int | None = None,
+        clean_up_tokenization_spaces: bool | None = None,
+        **kwargs: Any,
+    ):
         unknown = set(kwargs) - set(GENERATE_ARGS)
         if unknown:
-            raise ValueError(f"unknown translation pipeline arguments {sorted(unknown)}; "
-                             f"expected generation arguments among {GENERATE_ARGS}")
+            raise ValueError(
+                f"unknown translation pipeline arguments {sorted(unknown)}; "
+                f"expected generation arguments among {GENERATE_ARGS}"
+            )
         preprocess = {}
         if truncation is not None:
             preprocess["truncation"] = truncation
@@ -60,7 +78,9 @@ class TranslationPipeline(Pipeline):
         if not isinstance(text, str):
             raise TypeError(f"translation pipeline expects strings, got {type(text).__name__}")
         limit = max_source_length or getattr(self.model.config, "max_position_embeddings", None)
-        return self.tokenizer(text, return_tensors="pt", truncation=truncation, max_length=limit if truncation else None)
+        return self.tokenizer(
+            text, return_tensors="pt", truncation=truncation, max_length=limit if truncation else None
+        )
 
     def _forward(self, model_inputs: dict, **generate_kwargs: Any):
         return {"output_ids": self.model.generate(**model_inputs, **generate_kwargs)}

@@ -17,8 +17,15 @@ MULTI30K = SHARED_DATA / "multi30k"
 def tiny_config(**overrides) -> hvt.VanillaTransformerConfig:
     """A model small enough to build and run in milliseconds."""
     defaults = dict(
-        vocab_size=64, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
-        decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, dropout=0.0,
+        vocab_size=64,
+        d_model=32,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_attention_heads=4,
+        decoder_attention_heads=4,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        dropout=0.0,
         max_position_embeddings=64,
     )
     return hvt.VanillaTransformerConfig(**{**defaults, **overrides})
@@ -43,7 +50,7 @@ def random_batch(vocab_size: int = 64, batch: int = 3, src_len: int = 7, tgt_len
     return {"input_ids": input_ids, "attention_mask": attention_mask, "decoder_input_ids": decoder_input_ids}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def multi30k_tokenizer(vocab_size: int = 1000):
     """A shared BPE tokenizer trained on Multi30k De+En (a few seconds; cached per session)."""
     return hvt.train_tokenizer([MULTI30K / "train.de", MULTI30K / "train.en"], vocab_size=vocab_size)

@@ -54,7 +54,7 @@ PARALLEL = [
 
 # Imported at the start of every isolated process: makes the package impossible to import even if
 # it is pip-installed (editable) in this environment, and proves it.
-_ISOLATION_PRELUDE = '''
+_ISOLATION_PRELUDE = """
 import importlib.abc
 import sys
 
@@ -73,7 +73,7 @@ except ModuleNotFoundError:
     pass
 else:
     raise SystemExit("hf_vanilla_transformer is importable in the isolated process")
-'''
+"""
 
 
 def require_model() -> ModuleType:
@@ -101,8 +101,14 @@ def tiny_translation_model(hvt: ModuleType, vocab_size: int, seed: int) -> Any:
     import torch
 
     config = hvt.VanillaTransformerConfig.small(
-        vocab_size=vocab_size, d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
-        decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
+        vocab_size=vocab_size,
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
     )
     torch.manual_seed(seed)
     return hvt.VanillaTransformerForConditionalGeneration(config).eval()
@@ -124,7 +130,12 @@ def run_isolated(code: str, workdir: Path, *args: str, timeout: float = 120) -> 
     env["HF_HOME"] = str(hf_home)
     result = subprocess.run(
         [sys.executable, "-I", str(script), *args],
-        cwd=workdir, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
+        cwd=workdir,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     if result.returncode != 0:
         raise AssertionError(
@@ -138,4 +149,4 @@ def result_of(stdout: str) -> Any:
     lines = [line for line in stdout.splitlines() if line.startswith("RESULT ")]
     if len(lines) != 1:
         raise AssertionError(f"expected one RESULT line in the isolated process output:\n{stdout}")
-    return json.loads(lines[0][len("RESULT "):])
+    return json.loads(lines[0][len("RESULT ") :])

@@ -48,7 +48,7 @@ def _check_model_index(model_index: Any) -> list[str]:
             errors.append(f"{where} must be an object")
             continue
         if not isinstance(model.get("name"), str) or not model["name"]:
-            errors.append(f'{where}.name must be a non-empty string')
+            errors.append(f"{where}.name must be a non-empty string")
         results = model.get("results")
         if not isinstance(results, list):
             errors.append(f"{where}.results must be an array")
@@ -122,7 +122,7 @@ def split_front_matter(content: str) -> tuple[str | None, str]:
     match = re.match(r"^---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|$)", content, re.DOTALL)
     if match is None:
         return None, content
-    return match.group(1), content[match.end():]
+    return match.group(1), content[match.end() :]
 
 
 def validate_readme(content: str) -> tuple[list[str], list[str]]:

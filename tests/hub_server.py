@@ -487,7 +487,7 @@ class HubServer:
         return commit
 
     def upload_mode(self, files: Mapping[str, Blob], path: str, size: int, sample: bytes) -> str:
-        """"lfs" or "regular" for a file about to be committed on top of snapshot `files` (see module doc)."""
+        """ "lfs" or "regular" for a file about to be committed on top of snapshot `files` (see module doc)."""
         gitattributes = files.get(".gitattributes")
         if any(_matches(path, p) for p in _lfs_patterns(gitattributes.data if gitattributes else None)):
             return "lfs"
@@ -578,7 +578,7 @@ class HubServer:
         for path in sorted(files):
             if not path.startswith(prefix):
                 continue
-            parts = path[len(prefix):].split("/")
+            parts = path[len(prefix) :].split("/")
             for depth in range(1, len(parts)):
                 if recursive or depth == 1:
                     folders.add(prefix + "/".join(parts[:depth]))
@@ -595,7 +595,7 @@ class HubServer:
         recursive = query.get("recursive", "false").lower() in ("1", "true")
         entries = self.tree_entries(commit.files, folder, recursive)
         start = int(query.get("cursor", "0") or 0)
-        page = entries[start:start + self.tree_page_size]
+        page = entries[start : start + self.tree_page_size]
         headers = {}
         if start + self.tree_page_size < len(entries):
             path = f"/api/{repo_type}s/{repo_id}/tree/{quote(revision, safe='')}"
@@ -651,13 +651,19 @@ class HubServer:
             repo = self._get_repo(repo_type, repo_id)
             for obj in payload.get("objects") or []:
                 objects.append(self._lfs_batch_object(repo, operation, obj.get("oid"), obj.get("size")))
-        return Response(200, {"transfer": "basic", "objects": objects, "hash_algo": "sha256"},
-                        content_type="application/vnd.git-lfs+json")
+        return Response(
+            200,
+            {"transfer": "basic", "objects": objects, "hash_algo": "sha256"},
+            content_type="application/vnd.git-lfs+json",
+        )
 
     def _lfs_batch_object(self, repo: Repo, operation: str, oid: Any, size: Any) -> dict[str, Any]:
         if not isinstance(oid, str) or not _SHA256_RE.match(oid) or not isinstance(size, int) or size < 0:
-            return {"oid": str(oid), "size": size if isinstance(size, int) else 0,
-                    "error": {"code": 422, "message": "Invalid oid or size"}}
+            return {
+                "oid": str(oid),
+                "size": size if isinstance(size, int) else 0,
+                "error": {"code": 422, "message": "Invalid oid or size"},
+            }
         href = f"{self.storage_url}/lfs/{repo.repo_type}s/{repo.repo_id}/{oid}"
         stored = repo.lfs_objects.get(oid)
         if operation == "download":
@@ -690,8 +696,11 @@ class HubServer:
             raise HubError(403, "No upload was requested for this object (signature does not match)")
         actual = hashlib.sha256(data).hexdigest()
         if actual != oid or len(data) != expected_size:
-            raise HubError(400, f"Uploaded content does not match: sha256 {actual} size {len(data)}, "
-                                f"expected sha256 {oid} size {expected_size}")
+            raise HubError(
+                400,
+                f"Uploaded content does not match: sha256 {actual} size {len(data)}, "
+                f"expected sha256 {oid} size {expected_size}",
+            )
         with self._lock:
             repo.lfs_objects[oid] = data
             repo.pending_uploads.pop(oid, None)
@@ -723,13 +732,16 @@ class HubServer:
                 self._apply_operation(repo, files, key, value)
             commit = self._new_commit(repo, parent, files, header["summary"], header.get("description") or "")
             repo.branches[revision] = commit.oid
-        return Response(200, {
-            "success": True,
-            "commitOid": commit.oid,
-            "commitUrl": f"{self._repo_url(repo)}/commit/{commit.oid}",
-            "commitMessage": commit.summary,
-            "pullRequestUrl": None,
-        })
+        return Response(
+            200,
+            {
+                "success": True,
+                "commitOid": commit.oid,
+                "commitUrl": f"{self._repo_url(repo)}/commit/{commit.oid}",
+                "commitMessage": commit.summary,
+                "pullRequestUrl": None,
+            },
+        )
 
     @staticmethod
     def _parse_commit_body(body: bytes) -> tuple[dict[str, Any], list[tuple[str, dict[str, Any]]]]:
@@ -756,8 +768,9 @@ class HubServer:
         if key == "file":
             data = self._decode_inline(value)
             if len(data) > LFS_SIZE_THRESHOLD or _is_binary(data):
-                raise HubError(400, f"Your push was rejected: {path} is a large or binary file and must be uploaded "
-                                    "with Git LFS")
+                raise HubError(
+                    400, f"Your push was rejected: {path} is a large or binary file and must be uploaded with Git LFS"
+                )
             files[path] = Blob(data, lfs=False)
         elif key == "lfsFile":
             oid, size = value.get("oid"), value.get("size")
@@ -765,8 +778,11 @@ class HubServer:
                 raise HubError(400, f"Invalid lfsFile for {path}: {dict(value)}")
             data = repo.lfs_objects.get(oid)
             if data is None:
-                raise HubError(400, f"Your push was rejected because an LFS pointer pointed to a file that does "
-                                    f"not exist: {path} (sha256 {oid})")
+                raise HubError(
+                    400,
+                    f"Your push was rejected because an LFS pointer pointed to a file that does "
+                    f"not exist: {path} (sha256 {oid})",
+                )
             if size is not None and size != len(data):
                 raise HubError(400, f"LFS object size mismatch for {path}: announced {size}, stored {len(data)}")
             files[path] = Blob(data, lfs=True)
@@ -801,14 +817,17 @@ class HubServer:
         return commit, blob
 
     def whoami(self) -> Response:
-        return Response(200, {
-            "type": "user",
-            "id": "0" * 24,
-            "name": self.username,
-            "fullname": self.username,
-            "orgs": [],
-            "auth": {"type": "access_token", "accessToken": {"displayName": "test", "role": "write"}},
-        })
+        return Response(
+            200,
+            {
+                "type": "user",
+                "id": "0" * 24,
+                "name": self.username,
+                "fullname": self.username,
+                "orgs": [],
+                "auth": {"type": "access_token", "accessToken": {"displayName": "test", "role": "write"}},
+            },
+        )
 
 
 class _Listener(ThreadingHTTPServer):
@@ -1038,12 +1057,14 @@ class _Handler(BaseHTTPRequestHandler):
         commit, blob = self.hub.resolve(_url_type(p), p["repo"], p["rev"], p["path"])
         headers = {"X-Repo-Commit": commit.oid}
         if blob.lfs and self.hub.lfs_redirect:
-            headers.update({
-                "Location": f"{self.hub.storage_url}/lfs/{_url_type(p)}s/{p['repo']}/{blob.sha256}",
-                "X-Linked-Etag": f'"{blob.sha256}"',
-                "X-Linked-Size": str(blob.size),
-                "ETag": f'"{blob.git_oid}"',
-            })
+            headers.update(
+                {
+                    "Location": f"{self.hub.storage_url}/lfs/{_url_type(p)}s/{p['repo']}/{blob.sha256}",
+                    "X-Linked-Etag": f'"{blob.sha256}"',
+                    "X-Linked-Size": str(blob.size),
+                    "ETag": f'"{blob.git_oid}"',
+                }
+            )
             return Response(302, b"Found. Redirecting", headers, "text/plain; charset=utf-8")
         headers["ETag"] = f'"{blob.sha256 if blob.lfs else blob.git_oid}"'
         self._send_file(blob.data, headers, "resolve")

@@ -8,7 +8,11 @@ from hf_vanilla_transformer import VanillaTransformerConfig
 
 def test_defaults_are_the_papers_choices():
     c = VanillaTransformerConfig()
-    assert (c.layer_norm_position, c.position_embedding_type, c.sinusoidal_layout) == ("post", "sinusoidal", "interleaved")
+    assert (c.layer_norm_position, c.position_embedding_type, c.sinusoidal_layout) == (
+        "post",
+        "sinusoidal",
+        "interleaved",
+    )
     assert c.scale_embedding and c.share_encoder_decoder_embeddings and c.tie_word_embeddings
     assert c.activation_function == "relu" and not c.attention_bias
     assert c.length_penalty_form == "gnmt"
@@ -17,9 +21,39 @@ def test_defaults_are_the_papers_choices():
 @pytest.mark.parametrize(
     "preset, expected",
     [
-        ("base", dict(d_model=512, encoder_layers=6, decoder_layers=6, encoder_attention_heads=8, encoder_ffn_dim=2048, dropout=0.1)),
-        ("big", dict(d_model=1024, encoder_layers=6, decoder_layers=6, encoder_attention_heads=16, encoder_ffn_dim=4096, dropout=0.3)),
-        ("small", dict(d_model=256, encoder_layers=3, decoder_layers=3, encoder_attention_heads=4, encoder_ffn_dim=1024, dropout=0.1)),
+        (
+            "base",
+            dict(
+                d_model=512,
+                encoder_layers=6,
+                decoder_layers=6,
+                encoder_attention_heads=8,
+                encoder_ffn_dim=2048,
+                dropout=0.1,
+            ),
+        ),
+        (
+            "big",
+            dict(
+                d_model=1024,
+                encoder_layers=6,
+                decoder_layers=6,
+                encoder_attention_heads=16,
+                encoder_ffn_dim=4096,
+                dropout=0.3,
+            ),
+        ),
+        (
+            "small",
+            dict(
+                d_model=256,
+                encoder_layers=3,
+                decoder_layers=3,
+                encoder_attention_heads=4,
+                encoder_ffn_dim=1024,
+                dropout=0.1,
+            ),
+        ),
     ],
 )
 def test_presets(preset, expected):
@@ -39,13 +73,19 @@ def test_base_preset_parameter_count_matches_table3():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(d_model=100, encoder_attention_heads=8), "d_model (100) must be divisible by encoder_attention_heads (8)"),
+        (
+            dict(d_model=100, encoder_attention_heads=8),
+            "d_model (100) must be divisible by encoder_attention_heads (8)",
+        ),
         (dict(decoder_attention_heads=3), "divisible by decoder_attention_heads (3)"),
         (dict(dropout=-0.1), "dropout must be in [0, 1), got -0.1"),
         (dict(attention_dropout=1.0), "attention_dropout must be in [0, 1), got 1.0"),
         (dict(label_smoothing=1.5), "label_smoothing must be in [0, 1), got 1.5"),
         (dict(vocab_size=0), "vocab_size must be a positive integer, got 0"),
-        (dict(sinusoidal_layout="stacked"), "sinusoidal_layout must be one of ('interleaved', 'concat'), got 'stacked'"),
+        (
+            dict(sinusoidal_layout="stacked"),
+            "sinusoidal_layout must be one of ('interleaved', 'concat'), got 'stacked'",
+        ),
         (dict(layer_norm_position="middle"), "layer_norm_position must be one of"),
         (dict(position_embedding_type="rotary"), "position_embedding_type must be one of"),
         (dict(activation_function="tanh"), "activation_function must be one of"),
@@ -61,7 +101,9 @@ def test_invalid_values_raise_value_error_naming_them(kwargs, message):
 def test_odd_d_model_rejected_for_sinusoids():
     with pytest.raises(ValueError, match="even d_model, got 15"):
         VanillaTransformerConfig(d_model=15, encoder_attention_heads=3, decoder_attention_heads=3)
-    VanillaTransformerConfig(d_model=15, encoder_attention_heads=3, decoder_attention_heads=3, position_embedding_type="learned")
+    VanillaTransformerConfig(
+        d_model=15, encoder_attention_heads=3, decoder_attention_heads=3, position_embedding_type="learned"
+    )
 
 
 def test_explicit_head_dim_allows_any_split():

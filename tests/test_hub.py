@@ -125,12 +125,14 @@ def test_upload_folder_then_snapshot_download_into_empty_cache(hub_server, api, 
     assert pulled == files
 
     # Single-file download of an LFS file (302 to the storage origin) and of a regular one.
-    assert Path(hf_hub_download(repo_id, "model.safetensors", cache_dir=tmp_path / "c2")).read_bytes() == files[
-        "model.safetensors"
-    ]
-    assert Path(hf_hub_download(repo_id, "notes/readme.txt", cache_dir=tmp_path / "c2")).read_bytes() == files[
-        "notes/readme.txt"
-    ]
+    assert (
+        Path(hf_hub_download(repo_id, "model.safetensors", cache_dir=tmp_path / "c2")).read_bytes()
+        == files["model.safetensors"]
+    )
+    assert (
+        Path(hf_hub_download(repo_id, "notes/readme.txt", cache_dir=tmp_path / "c2")).read_bytes()
+        == files["notes/readme.txt"]
+    )
 
 
 def test_unchanged_files_are_not_uploaded_again(hub_server, api, pushed_repo, tmp_path):
@@ -297,8 +299,12 @@ def test_commit_with_missing_lfs_object_is_rejected_atomically(hub_server, pushe
         {"key": "deletedFile", "value": {"path": "config.json"}},
         {"key": "lfsFile", "value": {"path": "w.bin", "algo": "sha256", "oid": missing, "size": 14}},
     )
-    status, _, answer = http("POST", f"{hub_server.url}/api/models/{repo_id}/commit/main", body,
-                             {**AUTH, "Content-Type": "application/x-ndjson"})
+    status, _, answer = http(
+        "POST",
+        f"{hub_server.url}/api/models/{repo_id}/commit/main",
+        body,
+        {**AUTH, "Content-Type": "application/x-ndjson"},
+    )
     assert status == 400 and b"does not exist" in answer
     assert_unchanged(hub_server, repo_id, sha, files)  # neither ok.txt nor the deletion applied
 
@@ -307,34 +313,60 @@ def test_lfs_put_checks_sha256_and_size(hub_server, pushed_repo):
     repo_id, sha, files = pushed_repo
     content = b"\0real content"
     oid = hashlib.sha256(content).hexdigest()
-    batch = json.dumps({"operation": "upload", "transfers": ["basic"], "hash_algo": "sha256",
-                        "objects": [{"oid": oid, "size": len(content)}]}).encode()
-    status, _, answer = http("POST", f"{hub_server.url}/{repo_id}.git/info/lfs/objects/batch", batch,
-                             {**AUTH, "Content-Type": "application/vnd.git-lfs+json"})
+    batch = json.dumps(
+        {
+            "operation": "upload",
+            "transfers": ["basic"],
+            "hash_algo": "sha256",
+            "objects": [{"oid": oid, "size": len(content)}],
+        }
+    ).encode()
+    status, _, answer = http(
+        "POST",
+        f"{hub_server.url}/{repo_id}.git/info/lfs/objects/batch",
+        batch,
+        {**AUTH, "Content-Type": "application/vnd.git-lfs+json"},
+    )
     assert status == 200
     href = json.loads(answer)["objects"][0]["actions"]["upload"]["href"]
     status, _, _ = http("PUT", href, b"\0forged content")
     assert status == 400
-    commit = ndjson({"key": "header", "value": {"summary": "uses a forged object"}},
-                    {"key": "lfsFile", "value": {"path": "w.bin", "algo": "sha256", "oid": oid, "size": len(content)}})
-    status, _, _ = http("POST", f"{hub_server.url}/api/models/{repo_id}/commit/main", commit,
-                        {**AUTH, "Content-Type": "application/x-ndjson"})
+    commit = ndjson(
+        {"key": "header", "value": {"summary": "uses a forged object"}},
+        {"key": "lfsFile", "value": {"path": "w.bin", "algo": "sha256", "oid": oid, "size": len(content)}},
+    )
+    status, _, _ = http(
+        "POST",
+        f"{hub_server.url}/api/models/{repo_id}/commit/main",
+        commit,
+        {**AUTH, "Content-Type": "application/x-ndjson"},
+    )
     assert status == 400
     assert_unchanged(hub_server, repo_id, sha, files)
 
     assert http("PUT", href, content)[0] == 200
-    assert http("POST", f"{hub_server.url}/api/models/{repo_id}/commit/main", commit,
-                {**AUTH, "Content-Type": "application/x-ndjson"})[0] == 200
+    assert (
+        http(
+            "POST",
+            f"{hub_server.url}/api/models/{repo_id}/commit/main",
+            commit,
+            {**AUTH, "Content-Type": "application/x-ndjson"},
+        )[0]
+        == 200
+    )
     assert hub_server.files(repo_id)["w.bin"] == content
 
 
 def test_truncated_commit_request_is_not_applied(hub_server, pushed_repo):
     repo_id, sha, files = pushed_repo
-    body = ndjson({"key": "header", "value": {"summary": "truncated"}},
-                  {"key": "deletedFile", "value": {"path": "config.json"}})
-    head = (f"POST /api/models/{repo_id}/commit/main HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-            f"Authorization: Bearer t\r\nContent-Type: application/x-ndjson\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    body = ndjson(
+        {"key": "header", "value": {"summary": "truncated"}}, {"key": "deletedFile", "value": {"path": "config.json"}}
+    )
+    head = (
+        f"POST /api/models/{repo_id}/commit/main HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer t\r\nContent-Type: application/x-ndjson\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
     before = len(hub_server.request_log)
     with socket.create_connection(("127.0.0.1", hub_server.port), timeout=10) as sock:
         sock.sendall(head + body[: len(body) // 2])  # the client dies midway
@@ -419,9 +451,17 @@ def test_pushed_model_loads_in_a_fresh_process_without_the_package(hub_server, h
     model.push_to_hub(hub_repo_id)
     hub_tokenizer.push_to_hub(hub_repo_id)
     stored = hub_server.files(hub_repo_id)
-    assert {"config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
-            "README.md", "configuration_vanilla_transformer.py", "modeling_vanilla_transformer.py",
-            "pipeline_translation.py"} <= set(stored)
+    assert {
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "README.md",
+        "configuration_vanilla_transformer.py",
+        "modeling_vanilla_transformer.py",
+        "pipeline_translation.py",
+    } <= set(stored)
     config = json.loads(stored["config.json"])
     assert "AutoModelForSeq2SeqLM" in config["auto_map"] and "translation" in config["custom_pipelines"]
 
@@ -451,8 +491,9 @@ def test_revision_pins_the_first_model_after_a_second_push(hub_server, hub_repo_
     assert hub_server.head(hub_repo_id) != first_sha
 
     cache = tmp_path / "cache"
-    pinned = AutoModelForSeq2SeqLM.from_pretrained(hub_repo_id, revision=first_sha, trust_remote_code=True,
-                                                   cache_dir=cache).eval()
+    pinned = AutoModelForSeq2SeqLM.from_pretrained(
+        hub_repo_id, revision=first_sha, trust_remote_code=True, cache_dir=cache
+    ).eval()
     latest = AutoModelForSeq2SeqLM.from_pretrained(hub_repo_id, trust_remote_code=True, cache_dir=cache).eval()
     tokenizer = AutoTokenizer.from_pretrained(hub_repo_id, revision=first_sha, cache_dir=cache)
 

@@ -41,12 +41,14 @@ def padded_inputs(seed=0):
 @torch.no_grad()
 def test_encoder_layer_matches_torch(norm_first, position, implementation):
     torch.manual_seed(0)
-    config = tiny_config(d_model=D, encoder_attention_heads=H, encoder_ffn_dim=FF, attention_bias=True,
-                         layer_norm_position=position)
+    config = tiny_config(
+        d_model=D, encoder_attention_heads=H, encoder_ffn_dim=FF, attention_bias=True, layer_norm_position=position
+    )
     config._attn_implementation = implementation
     ours = EncoderLayer(config).eval()
-    theirs = nn.TransformerEncoderLayer(D, H, FF, dropout=0.0, activation="relu", batch_first=True,
-                                        norm_first=norm_first, layer_norm_eps=1e-5).eval()
+    theirs = nn.TransformerEncoderLayer(
+        D, H, FF, dropout=0.0, activation="relu", batch_first=True, norm_first=norm_first, layer_norm_eps=1e-5
+    ).eval()
     copy_attention(ours.self_attn, theirs.self_attn)
     copy_ffn(ours, theirs)
     ours.self_attn_layer_norm.load_state_dict(theirs.norm1.state_dict())
@@ -65,12 +67,14 @@ def test_encoder_layer_matches_torch(norm_first, position, implementation):
 @torch.no_grad()
 def test_decoder_layer_matches_torch(norm_first, position, implementation):
     torch.manual_seed(0)
-    config = tiny_config(d_model=D, decoder_attention_heads=H, decoder_ffn_dim=FF, attention_bias=True,
-                         layer_norm_position=position)
+    config = tiny_config(
+        d_model=D, decoder_attention_heads=H, decoder_ffn_dim=FF, attention_bias=True, layer_norm_position=position
+    )
     config._attn_implementation = implementation
     ours = DecoderLayer(config, layer_idx=0).eval()
-    theirs = nn.TransformerDecoderLayer(D, H, FF, dropout=0.0, activation="relu", batch_first=True,
-                                        norm_first=norm_first, layer_norm_eps=1e-5).eval()
+    theirs = nn.TransformerDecoderLayer(
+        D, H, FF, dropout=0.0, activation="relu", batch_first=True, norm_first=norm_first, layer_norm_eps=1e-5
+    ).eval()
     copy_attention(ours.self_attn, theirs.self_attn)
     copy_attention(ours.encoder_attn, theirs.multihead_attn)
     copy_ffn(ours, theirs)
@@ -80,13 +84,24 @@ def test_decoder_layer_matches_torch(norm_first, position, implementation):
 
     memory, memory_mask = padded_inputs(seed=1)
     tgt = torch.randn(3, 5, D, generator=torch.Generator().manual_seed(2))
-    causal = create_causal_mask(config=config, inputs_embeds=tgt, attention_mask=torch.ones(3, 5), past_key_values=None,
-                                position_ids=torch.arange(5)[None])
-    cross = create_bidirectional_mask(config=config, inputs_embeds=tgt, attention_mask=memory_mask,
-                                      encoder_hidden_states=memory)
+    causal = create_causal_mask(
+        config=config,
+        inputs_embeds=tgt,
+        attention_mask=torch.ones(3, 5),
+        past_key_values=None,
+        position_ids=torch.arange(5)[None],
+    )
+    cross = create_bidirectional_mask(
+        config=config, inputs_embeds=tgt, attention_mask=memory_mask, encoder_hidden_states=memory
+    )
     got, _, _ = ours(tgt, causal, memory, encoder_attention_mask=cross)
-    expected = theirs(tgt, memory, tgt_mask=nn.Transformer.generate_square_subsequent_mask(5), tgt_is_causal=True,
-                      memory_key_padding_mask=memory_mask == 0)
+    expected = theirs(
+        tgt,
+        memory,
+        tgt_mask=nn.Transformer.generate_square_subsequent_mask(5),
+        tgt_is_causal=True,
+        memory_key_padding_mask=memory_mask == 0,
+    )
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
 

@@ -13,21 +13,48 @@ from transformers import MarianConfig, MarianMTModel
 import hf_vanilla_transformer as hvt
 from tests.helpers import random_batch
 
-SIZES = dict(vocab_size=60, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
-             decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=64)
+SIZES = dict(
+    vocab_size=60,
+    d_model=32,
+    encoder_layers=2,
+    decoder_layers=2,
+    encoder_attention_heads=4,
+    decoder_attention_heads=4,
+    encoder_ffn_dim=64,
+    decoder_ffn_dim=64,
+    max_position_embeddings=64,
+)
 
 
 def marian_and_ours(implementation: str = "eager"):
     torch.manual_seed(0)
-    marian = MarianMTModel(MarianConfig(
-        **SIZES, activation_function="relu", scale_embedding=True, dropout=0.0, attention_dropout=0.0,
-        activation_dropout=0.0, pad_token_id=0, eos_token_id=2, forced_eos_token_id=None, bos_token_id=1,
-        decoder_start_token_id=1, share_encoder_decoder_embeddings=True, attn_implementation=implementation,
-    )).eval()
-    ours = hvt.VanillaTransformerForConditionalGeneration(hvt.VanillaTransformerConfig(
-        **SIZES, attention_bias=True, sinusoidal_layout="concat", dropout=0.0, length_penalty_form="hf",
-        attn_implementation=implementation,
-    )).eval()
+    marian = MarianMTModel(
+        MarianConfig(
+            **SIZES,
+            activation_function="relu",
+            scale_embedding=True,
+            dropout=0.0,
+            attention_dropout=0.0,
+            activation_dropout=0.0,
+            pad_token_id=0,
+            eos_token_id=2,
+            forced_eos_token_id=None,
+            bos_token_id=1,
+            decoder_start_token_id=1,
+            share_encoder_decoder_embeddings=True,
+            attn_implementation=implementation,
+        )
+    ).eval()
+    ours = hvt.VanillaTransformerForConditionalGeneration(
+        hvt.VanillaTransformerConfig(
+            **SIZES,
+            attention_bias=True,
+            sinusoidal_layout="concat",
+            dropout=0.0,
+            length_penalty_form="hf",
+            attn_implementation=implementation,
+        )
+    ).eval()
     state = {k: v for k, v in marian.state_dict().items() if "embed_positions" not in k and k != "final_logits_bias"}
     missing, unexpected = ours.load_state_dict(state, strict=False)
     assert not unexpected, unexpected

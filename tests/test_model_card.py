@@ -30,17 +30,35 @@ pytestmark = [
 BLEU_SIG = "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0"
 CHRF_SIG = "nrefs:1|case:mixed|eff:yes|nc:6|nw:0|space:no|version:2.6.0"
 SAMPLE_RESULTS = {
-    "test_2016_flickr": {"split": "test", "bleu": 35.123, "bleu_signature": BLEU_SIG, "chrf": 61.84,
-                         "chrf_signature": CHRF_SIG, "decoding": "beam 4, α 0.6"},
+    "test_2016_flickr": {
+        "split": "test",
+        "bleu": 35.123,
+        "bleu_signature": BLEU_SIG,
+        "chrf": 61.84,
+        "chrf_signature": CHRF_SIG,
+        "decoding": "beam 4, α 0.6",
+    },
     "val": {"split": "validation", "bleu": 36.5, "bleu_signature": BLEU_SIG},
 }
-SAMPLE_HPARAMS = {"d_model": 256, "learning_rate": 7e-4, "warmup_steps": 4000, "label_smoothing": 0.1,
-                  "adam_betas": (0.9, 0.98), "max_tokens_per_batch": 4096}
+SAMPLE_HPARAMS = {
+    "d_model": 256,
+    "learning_rate": 7e-4,
+    "warmup_steps": 4000,
+    "label_smoothing": 0.1,
+    "adam_betas": (0.9, 0.98),
+    "max_tokens_per_batch": 4096,
+}
 
 
 def sample_card(**overrides) -> ModelCard:
-    kwargs = dict(repo_id="user/vt-multi30k-de-en", src_lang="de", tgt_lang="en", dataset_name="multi30k",
-                  results=SAMPLE_RESULTS, hyperparameters=SAMPLE_HPARAMS)
+    kwargs = dict(
+        repo_id="user/vt-multi30k-de-en",
+        src_lang="de",
+        tgt_lang="en",
+        dataset_name="multi30k",
+        results=SAMPLE_RESULTS,
+        hyperparameters=SAMPLE_HPARAMS,
+    )
     return build_model_card(**{**kwargs, **overrides})
 
 
@@ -65,10 +83,16 @@ def test_card_passes_the_hub_metadata_validation(hub_server):
         ("license:\n- mit\n- apache-2.0", '"license" must be a string'),
         ("license: not-a-license", "license identifier"),
         ("language: German", '"language"'),
-        ("model-index:\n- name: x\n  results:\n  - task: {type: translation}\n"
-         "    dataset: {type: d, name: D}\n    metrics: []", "metrics must be a non-empty array"),
-        ("model-index:\n- name: x\n  results:\n  - task: {type: translation}\n"
-         "    dataset: {type: d, name: D}\n    metrics:\n    - {type: bleu, value: [1]}", "must be a number"),
+        (
+            "model-index:\n- name: x\n  results:\n  - task: {type: translation}\n"
+            "    dataset: {type: d, name: D}\n    metrics: []",
+            "metrics must be a non-empty array",
+        ),
+        (
+            "model-index:\n- name: x\n  results:\n  - task: {type: translation}\n"
+            "    dataset: {type: d, name: D}\n    metrics:\n    - {type: bleu, value: [1]}",
+            "must be a number",
+        ),
         ("model-index:\n- results: []", "name must be a non-empty string"),
         ("tags: [a\nb: c", "Invalid YAML"),
     ],
@@ -76,8 +100,9 @@ def test_card_passes_the_hub_metadata_validation(hub_server):
 def test_hub_validation_rejects_bad_metadata(hub_server, metadata, error):
     # Posted as raw text: `ModelCard(...)` would normalise some of these on parsing.
     payload = json.dumps({"content": f"---\n{metadata}\n---\n\n# Card\n", "repoType": "model"}).encode()
-    request = urllib.request.Request(f"{hub_server.url}/api/validate-yaml", data=payload, method="POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{hub_server.url}/api/validate-yaml", data=payload, method="POST", headers={"Content-Type": "application/json"}
+    )
     with pytest.raises(urllib.error.HTTPError) as answer:
         urllib.request.urlopen(request, timeout=30)
     assert answer.value.code == 400
@@ -96,8 +121,11 @@ def test_commit_with_invalid_readme_fails_before_any_upload(hub_server, hub_repo
     head = hub_server.head(hub_repo_id)
     preuploads = hub_server.calls("preupload")
     with pytest.raises(ValueError, match="Invalid metadata in README.md"):
-        api.create_commit(hub_repo_id, [CommitOperationAdd("README.md", b"---\nlicense: [mit]\n---\n# x\n")],
-                          commit_message="bad card")
+        api.create_commit(
+            hub_repo_id,
+            [CommitOperationAdd("README.md", b"---\nlicense: [mit]\n---\n# x\n")],
+            commit_message="bad card",
+        )
     assert hub_server.calls("preupload") == preuploads and hub_server.head(hub_repo_id) == head
 
 
@@ -124,8 +152,16 @@ def test_card_metadata_round_trips_through_huggingface_hub_parsing():
 
 def test_card_body_has_the_required_sections():
     text = str(sample_card(model_config={"d_model": 256, "encoder_layers": 3, "encoder_attention_heads": 4}))
-    for heading in ("## Model description", "## How to use", "## Training data", "## Training procedure",
-                    "## Evaluation", "## Limitations", "## License and attribution", "## Citation"):
+    for heading in (
+        "## Model description",
+        "## How to use",
+        "## Training data",
+        "## Training procedure",
+        "## Evaluation",
+        "## Limitations",
+        "## License and attribution",
+        "## Citation",
+    ):
         assert heading in text
     assert "@inproceedings{vaswani2017attention" in text and "elliott-etal-2016-multi30k" in text
     assert f"`{BLEU_SIG}`" in text and f"`{CHRF_SIG}`" in text  # full signatures

@@ -10,7 +10,7 @@ from transformers import AutoModel, AutoModelForSeq2SeqLM
 import hf_vanilla_transformer as hvt
 from hf_vanilla_transformer.modeling_vanilla_transformer import label_smoothed_nll_loss, shift_tokens_right
 from hf_vanilla_transformer.positional_encoding import sinusoidal_table
-from tests.helpers import random_batch, tiny_config, tiny_model
+from tests.helpers import random_batch, tiny_model
 
 
 # ---------------------------------------------------------------- save / load / tying (§3.4)
@@ -43,7 +43,11 @@ def test_embeddings_are_one_tensor_stored_once(tmp_path):
 
 def test_untied_and_unshared_options():
     model = tiny_model(tie_word_embeddings=False, share_encoder_decoder_embeddings=False)
-    enc, dec, head = model.model.encoder.embed_tokens.weight, model.model.decoder.embed_tokens.weight, model.lm_head.weight
+    enc, dec, head = (
+        model.model.encoder.embed_tokens.weight,
+        model.model.decoder.embed_tokens.weight,
+        model.lm_head.weight,
+    )
     assert enc is not dec and dec is not head and enc is not head
     assert not hasattr(model.model, "shared")
     model = tiny_model(tie_word_embeddings=True, share_encoder_decoder_embeddings=False)
@@ -77,7 +81,10 @@ def test_padding_does_not_change_the_result():
     model = tiny_model()
     batch = random_batch()
     row, length = 2, int(batch["attention_mask"][2].sum())
-    alone = model(input_ids=batch["input_ids"][row : row + 1, :length], decoder_input_ids=batch["decoder_input_ids"][row : row + 1])
+    alone = model(
+        input_ids=batch["input_ids"][row : row + 1, :length],
+        decoder_input_ids=batch["decoder_input_ids"][row : row + 1],
+    )
     padded = model(**batch)
     torch.testing.assert_close(padded.logits[row], alone.logits[0], rtol=1e-5, atol=1e-5)
 
@@ -114,8 +121,15 @@ def test_eager_equals_sdpa():
     torch.testing.assert_close(sdpa(**batch).logits, eager(**batch).logits, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("overrides", [dict(layer_norm_position="pre"), dict(position_embedding_type="learned"),
-                                       dict(activation_function="gelu"), dict(head_dim=4)])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        dict(layer_norm_position="pre"),
+        dict(position_embedding_type="learned"),
+        dict(activation_function="gelu"),
+        dict(head_dim=4),
+    ],
+)
 def test_options_train_and_round_trip(overrides, tmp_path):
     model = tiny_model(**overrides).train()
     batch = random_batch()
@@ -212,8 +226,13 @@ def test_incremental_decoder_equals_full_pass():
     enc = model.get_encoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
     past, steps = None, []
     for t in range(batch["decoder_input_ids"].shape[1]):
-        out = model(encoder_outputs=enc, attention_mask=batch["attention_mask"],
-                    decoder_input_ids=batch["decoder_input_ids"][:, t : t + 1], past_key_values=past, use_cache=True)
+        out = model(
+            encoder_outputs=enc,
+            attention_mask=batch["attention_mask"],
+            decoder_input_ids=batch["decoder_input_ids"][:, t : t + 1],
+            past_key_values=past,
+            use_cache=True,
+        )
         past = out.past_key_values
         steps.append(out.logits)
     torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=1e-5, atol=1e-5)
@@ -248,8 +267,14 @@ def test_beam_scores_use_the_gnmt_length_penalty():
     # §6.1 / Wu et al. (2016): score = log P(Y|X) / ((5 + |Y|) / 6) ** alpha.
     model = tiny_model()
     alpha = 0.6
-    out = model.generate(**_sources(), num_beams=4, length_penalty=alpha, max_new_tokens=8,
-                         return_dict_in_generate=True, output_scores=True)
+    out = model.generate(
+        **_sources(),
+        num_beams=4,
+        length_penalty=alpha,
+        max_new_tokens=8,
+        return_dict_in_generate=True,
+        output_scores=True,
+    )
     steps = model.compute_transition_scores(out.sequences, out.scores, out.beam_indices, normalize_logits=False)
     for row in range(out.sequences.shape[0]):
         length = int((out.beam_indices[row] >= 0).sum())
@@ -260,8 +285,14 @@ def test_beam_scores_use_the_gnmt_length_penalty():
 @torch.no_grad()
 def test_hf_length_penalty_option():
     model = tiny_model(length_penalty_form="hf")
-    out = model.generate(**_sources(), num_beams=4, length_penalty=0.6, max_new_tokens=8,
-                         return_dict_in_generate=True, output_scores=True)
+    out = model.generate(
+        **_sources(),
+        num_beams=4,
+        length_penalty=0.6,
+        max_new_tokens=8,
+        return_dict_in_generate=True,
+        output_scores=True,
+    )
     steps = model.compute_transition_scores(out.sequences, out.scores, out.beam_indices, normalize_logits=False)
     length = int((out.beam_indices[0] >= 0).sum())
     assert out.sequences_scores[0].item() == pytest.approx(steps[0, :length].sum().item() / length**0.6, rel=1e-5)

@@ -49,7 +49,9 @@ FRESH_PROCESS = textwrap.dedent(
 def saved_model(tmp_path_factory):
     tok = multi30k_tokenizer()
     torch.manual_seed(0)
-    config = hvt.VanillaTransformerConfig.small(vocab_size=len(tok), d_model=64, encoder_ffn_dim=128, decoder_ffn_dim=128)
+    config = hvt.VanillaTransformerConfig.small(
+        vocab_size=len(tok), d_model=64, encoder_ffn_dim=128, decoder_ffn_dim=128
+    )
     model = hvt.VanillaTransformerForConditionalGeneration(config).eval()
     path = tmp_path_factory.mktemp("saved")
     model.save_pretrained(path)
@@ -60,9 +62,19 @@ def saved_model(tmp_path_factory):
 def test_saved_folder_has_code_and_auto_map(saved_model):
     path, _, _ = saved_model
     files = {p.name for p in path.iterdir()}
-    assert {"config.json", "model.safetensors", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
-            "configuration_vanilla_transformer.py", "modeling_vanilla_transformer.py", "attention.py", "layers.py",
-            "positional_encoding.py", "pipeline_translation.py"} <= files
+    assert {
+        "config.json",
+        "model.safetensors",
+        "generation_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "configuration_vanilla_transformer.py",
+        "modeling_vanilla_transformer.py",
+        "attention.py",
+        "layers.py",
+        "positional_encoding.py",
+        "pipeline_translation.py",
+    } <= files
     config = json.loads((path / "config.json").read_text())
     assert config["auto_map"] == {
         "AutoConfig": "configuration_vanilla_transformer.VanillaTransformerConfig",
@@ -80,7 +92,12 @@ def test_fresh_process_without_the_package_translates_the_same(saved_model, tmp_
     env["HF_MODULES_CACHE"] = str(tmp_path / "modules")  # no code cached by earlier runs
     result = subprocess.run(
         [sys.executable, "-c", FRESH_PROCESS, str(path), json.dumps(SENTENCES)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     # AutoTokenizer without trust_remote_code prints (and, on closed stdin, declines) transformers'

@@ -37,13 +37,17 @@ def test_words_tokenise_alike_at_sentence_start_and_inside():
     tok = multi30k_tokenizer()
     first = tok("Hund", add_special_tokens=False).input_ids
     inside = tok("Ein Hund", add_special_tokens=False).input_ids
-    assert inside[-len(first):] == first
+    assert inside[-len(first) :] == first
 
 
 def test_text_target_and_batch_padding():
     tok = multi30k_tokenizer()
-    batch = tok(["Ein Hund läuft.", "Zwei Männer stehen auf der Straße."], text_target=["A dog runs.", "Two men."],
-                padding=True, return_tensors="pt")
+    batch = tok(
+        ["Ein Hund läuft.", "Zwei Männer stehen auf der Straße."],
+        text_target=["A dog runs.", "Two men."],
+        padding=True,
+        return_tensors="pt",
+    )
     assert set(batch) == {"input_ids", "attention_mask", "labels"}
     assert batch["labels"][0].tolist()[: len(tok("A dog runs.").input_ids)] == tok("A dog runs.").input_ids
     assert batch["input_ids"][0, -1].item() == tok.pad_token_id

@@ -23,8 +23,14 @@ def make_batch(n: int, generator: torch.Generator):
 def test_small_preset_learns_to_reverse():
     torch.manual_seed(0)
     config = hvt.VanillaTransformerConfig.small(
-        vocab_size=4 + SYMBOLS, d_model=64, encoder_layers=2, decoder_layers=2, encoder_ffn_dim=128,
-        decoder_ffn_dim=128, dropout=0.0, max_position_embeddings=32,
+        vocab_size=4 + SYMBOLS,
+        d_model=64,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_ffn_dim=128,
+        decoder_ffn_dim=128,
+        dropout=0.0,
+        max_position_embeddings=32,
     )
     model = hvt.VanillaTransformerForConditionalGeneration(config)
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3, betas=(0.9, 0.98), eps=1e-9)

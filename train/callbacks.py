@@ -19,7 +19,9 @@ class MetricsLogCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         if state.is_world_process_zero and self.path.exists():
-            kept = [line for line in self.path.read_text().splitlines() if json.loads(line)["step"] <= state.global_step]
+            kept = [
+                line for line in self.path.read_text().splitlines() if json.loads(line)["step"] <= state.global_step
+            ]
             self.path.write_text("".join(line + "\n" for line in kept))
 
     def on_log(self, args, state, control, logs=None, **kwargs):
@@ -63,3 +65,26 @@ def plot_metrics(metrics_path: str | Path, png_path: str | Path) -> Path:
     fig.savefig(png_path, dpi=100)
     plt.close(fig)
     return png_path
+
+
+class TimeBudgetCallback(TrainerCallback):
+    """Stops training after `minutes` of wall-clock time (measured from `on_train_begin`) and saves a
+    checkpoint there, so that a run fits a time budget whatever the machine's speed."""
+
+    def __init__(self, minutes: float):
+        self.seconds = minutes * 60
+        self.start: float | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        import time
+
+        self.start = time.monotonic()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        import time
+
+        if self.start is not None and time.monotonic() - self.start >= self.seconds:
+            control.should_training_stop = True
+            control.should_save = True
+            control.should_evaluate = False
+        return control

@@ -64,6 +64,9 @@ class TrainConfig:
     """Gradient clipping (not in the paper; None disables it)."""
     max_steps: int = 100000
     """Training steps (the base model trained 100k steps, §5.2)."""
+    max_train_minutes: float | None = None
+    """Stop training after this many minutes of wall-clock time (a checkpoint is saved there);
+    the learning-rate schedule does not depend on it. None: train for max_steps."""
     num_threads: int | None = None
     """torch intra-op threads (None: torch's default)."""
 
@@ -140,7 +143,11 @@ def _parse_overrides(overrides: list[str] | dict[str, Any] | None) -> dict[str, 
 
 
 def _check_type(key: str, value: Any, hint: Any, source: str) -> None:
-    allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union else (hint,)
+    allowed = (
+        typing.get_args(hint)
+        if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
+        else (hint,)
+    )
     for option in allowed:
         origin = typing.get_origin(option) or option
         if option is type(None) and value is None:

@@ -50,8 +50,9 @@ def evaluate_model(
         data = data.select(range(min(max_samples, len(data))))
     model, tokenizer = load_model(model_dir)
     start = time.perf_counter()
-    hypotheses = translate(model, tokenizer, data["src"], num_beams=num_beams, length_penalty=length_penalty,
-                           progress=True)
+    hypotheses = translate(
+        model, tokenizer, data["src"], num_beams=num_beams, length_penalty=length_penalty, progress=True
+    )
     seconds = time.perf_counter() - start
     results: dict[str, Any] = {
         "model": str(model_dir),
@@ -64,7 +65,7 @@ def evaluate_model(
         "translate_seconds": round(seconds, 1),
         **score(hypotheses, data["tgt"], tgt_lang),
     }
-    tok_dir = (Path(data_dir) if data_dir else local_data_dir("multi30k"))
+    tok_dir = Path(data_dir) if data_dir else local_data_dir("multi30k")
     if dataset == "multi30k" and tok_dir is not None and max_samples is None:
         refs = tok_dir / "tok" / f"{MULTI30K_TOK_SPLITS.get(split, split)}.{tgt_lang}"
         if refs.is_file():
@@ -92,9 +93,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--max-samples", type=int, default=None)
     args = parser.parse_args(argv)
     results = evaluate_model(
-        args.model, dataset=args.dataset, src_lang=args.src_lang, tgt_lang=args.tgt_lang, split=args.split,
-        data_dir=args.data_dir, num_beams=args.beams, length_penalty=args.length_penalty,
-        output_dir=args.output_dir, max_samples=args.max_samples,
+        args.model,
+        dataset=args.dataset,
+        src_lang=args.src_lang,
+        tgt_lang=args.tgt_lang,
+        split=args.split,
+        data_dir=args.data_dir,
+        num_beams=args.beams,
+        length_penalty=args.length_penalty,
+        output_dir=args.output_dir,
+        max_samples=args.max_samples,
     )
     print(f"BLEU {results['bleu']:.2f}  ({results['bleu_signature']})")
     print(f"chrF {results['chrf']:.2f}  ({results['chrf_signature']})")

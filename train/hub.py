@@ -7,7 +7,9 @@ from pathlib import Path
 from huggingface_hub import HfApi
 
 
-def push_model_folder(model_dir: str | Path, repo_id: str, private: bool = False, commit_message: str | None = None) -> str:
+def push_model_folder(
+    model_dir: str | Path, repo_id: str, private: bool = False, commit_message: str | None = None
+) -> str:
     """Create `repo_id` if needed and upload `model_dir` as one commit; returns the commit URL.
 
     The folder is what `save_pretrained` wrote (config with `auto_map` and `custom_pipelines`,

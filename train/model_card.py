@@ -56,7 +56,9 @@ def write_model_card(cfg: TrainConfig, model_dir: str | Path, test: dict[str, An
         dataset_name=dataset_name,
         results=card_results(cfg, test),
         hyperparameters=hyperparameters(cfg, state),
-        base_model=cfg.init_from if cfg.init_from and "/" in cfg.init_from and not Path(cfg.init_from).exists() else None,
+        base_model=cfg.init_from
+        if cfg.init_from and "/" in cfg.init_from and not Path(cfg.init_from).exists()
+        else None,
         model_config=AutoConfig.from_pretrained(model_dir, trust_remote_code=True),
     )
     path = model_dir / "README.md"

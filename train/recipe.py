@@ -31,7 +31,9 @@ def show_examples(model_dir: Path, cfg: TrainConfig, n: int = 5) -> list[dict[st
     data = load_split(cfg.dataset, cfg.src_lang, cfg.tgt_lang, cfg.test_split, cfg.data_dir).select(range(n))
     model, tokenizer = load_model(model_dir)
     hyps = translate(model, tokenizer, data["src"], num_beams=cfg.test_num_beams, length_penalty=cfg.length_penalty)
-    examples = [{"source": s, "translation": h, "reference": r} for s, h, r in zip(data["src"], hyps, data["tgt"])]
+    examples = [
+        {"source": s, "translation": h, "reference": r} for s, h, r in zip(data["src"], hyps, data["tgt"], strict=True)
+    ]
     for e in examples:
         print(f"  {cfg.src_lang}: {e['source']}\n  MT: {e['translation']}\n  ref: {e['reference']}\n")
     return examples
@@ -41,8 +43,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--setting", choices=sorted(SETTINGS), default="quick")
     parser.add_argument("--resume", action="store_true")
-    parser.add_argument("--card", default=None,
-                        help="also copy the model card here (the project keeps its cards in model_cards/)")
+    parser.add_argument(
+        "--card", default=None, help="also copy the model card here (the project keeps its cards in model_cards/)"
+    )
     parser.add_argument("overrides", nargs="*", help="key=value TrainConfig overrides")
     args = parser.parse_args(argv)
     import logging

@@ -46,7 +46,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 import hf_vanilla_transformer as hvt
 from train.average_checkpoints import average_checkpoints, last_checkpoints
 from train.batching import padding_stats
-from train.callbacks import MetricsLogCallback, plot_metrics
+from train.callbacks import MetricsLogCallback, TimeBudgetCallback, plot_metrics
 from train.config import TrainConfig
 from train.data import example_lengths, filter_by_length, load_parallel, multi30k, tokenize_dataset
 from train.evaluate import score
@@ -100,8 +100,11 @@ def build_model(cfg: TrainConfig, tokenizer):
             setattr(model.config, key, value)
         model.config.label_smoothing = cfg.label_smoothing
         return model
-    presets = {"small": hvt.VanillaTransformerConfig.small, "base": hvt.VanillaTransformerConfig.base,
-               "big": hvt.VanillaTransformerConfig.big}
+    presets = {
+        "small": hvt.VanillaTransformerConfig.small,
+        "base": hvt.VanillaTransformerConfig.base,
+        "big": hvt.VanillaTransformerConfig.big,
+    }
     if cfg.preset not in presets:
         raise ValueError(f"unknown preset {cfg.preset!r}; choose one of {sorted(presets)}")
     config = presets[cfg.preset](
@@ -213,13 +216,24 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     raw = load_data(cfg)
     tokenizer = build_tokenizer(cfg, raw, output_dir)
     train_ds, eval_ds, dropped = prepare_datasets(cfg, raw, tokenizer, output_dir)
-    logger.info("training pairs: %d (dropped %d longer than %d/%d tokens); validation pairs: %d",
-                len(train_ds), dropped, cfg.max_source_length, cfg.max_target_length, len(eval_ds))
+    logger.info(
+        "training pairs: %d (dropped %d longer than %d/%d tokens); validation pairs: %d",
+        len(train_ds),
+        dropped,
+        cfg.max_source_length,
+        cfg.max_target_length,
+        len(eval_ds),
+    )
     model = build_model(cfg, tokenizer)
-    logger.info("model: %s, %.1fM parameters", cfg.preset if not cfg.init_from else cfg.init_from,
-                sum(p.numel() for p in model.parameters()) / 1e6)
+    logger.info(
+        "model: %s, %.1fM parameters",
+        cfg.preset if not cfg.init_from else cfg.init_from,
+        sum(p.numel() for p in model.parameters()) / 1e6,
+    )
 
     callbacks = [MetricsLogCallback(output_dir / "metrics.jsonl")]
+    if cfg.max_train_minutes is not None:
+        callbacks.append(TimeBudgetCallback(cfg.max_train_minutes))
     if cfg.early_stopping_patience is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
     trainer = TokenBudgetSeq2SeqTrainer(
@@ -234,9 +248,14 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         max_tokens=cfg.max_tokens,
     )
     stats = padding_stats(trainer.make_batch_sampler(train_ds).global_batches(), *example_lengths(train_ds))
-    logger.info("token-budget batches: %d per epoch, %.1f pairs on average, padding %.1f%% (random batches of "
-                "that size: %.1f%%)", stats.num_batches, stats.mean_batch_size, 100 * stats.pad_fraction,
-                100 * stats.random_pad_fraction)
+    logger.info(
+        "token-budget batches: %d per epoch, %.1f pairs on average, padding %.1f%% (random batches of "
+        "that size: %.1f%%)",
+        stats.num_batches,
+        stats.mean_batch_size,
+        100 * stats.pad_fraction,
+        100 * stats.random_pad_fraction,
+    )
     if resume and existing:
         logger.info("resuming from %s", existing)
     trainer.train(resume_from_checkpoint=str(existing) if resume and existing else None)
@@ -274,9 +293,16 @@ def finish(cfg: TrainConfig, trainer: TokenBudgetSeq2SeqTrainer, output_dir: Pat
     logger.info("final model: %s (average of %s)", model_dir, averaged or "no checkpoints: last weights")
     results: dict[str, Any] = {"model_dir": str(model_dir), "averaged_checkpoints": averaged}
     if cfg.test_split:
-        test = evaluate_model(model_dir, dataset=cfg.dataset, src_lang=cfg.src_lang, tgt_lang=cfg.tgt_lang,
-                              split=cfg.test_split, data_dir=cfg.data_dir, num_beams=cfg.test_num_beams,
-                              length_penalty=cfg.length_penalty)
+        test = evaluate_model(
+            model_dir,
+            dataset=cfg.dataset,
+            src_lang=cfg.src_lang,
+            tgt_lang=cfg.tgt_lang,
+            split=cfg.test_split,
+            data_dir=cfg.data_dir,
+            num_beams=cfg.test_num_beams,
+            length_penalty=cfg.length_penalty,
+        )
         results["test"] = test
         logger.info("test BLEU %.2f chrF %.2f (%s)", test["bleu"], test["chrf"], test["bleu_signature"])
     if (output_dir / "metrics.jsonl").is_file():

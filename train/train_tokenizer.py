@@ -1,7 +1,7 @@
 """Train the shared source/target BPE tokenizer (§5.1) on a dataset's training split.
 
-    python -m train.train_tokenizer --dataset multi30k --src-lang de --tgt-lang en --vocab-size 8000 --output runs/tok
-    python -m train.train_tokenizer --files train.de train.en --vocab-size 8000 --output runs/tok
+python -m train.train_tokenizer --dataset multi30k --src-lang de --tgt-lang en --vocab-size 8000 --output runs/tok
+python -m train.train_tokenizer --files train.de train.en --vocab-size 8000 --output runs/tok
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ def main(argv: Sequence[str] | None = None) -> Path:
         tokenizer = hvt.train_tokenizer(args.files, vocab_size=args.vocab_size, show_progress=True)
     else:
         data = load_split(args.dataset, args.src_lang, args.tgt_lang, args.split, args.data_dir)
-        tokenizer = hvt.train_tokenizer(texts=list(data["src"]) + list(data["tgt"]), vocab_size=args.vocab_size,
-                                        show_progress=True)
+        tokenizer = hvt.train_tokenizer(
+            texts=list(data["src"]) + list(data["tgt"]), vocab_size=args.vocab_size, show_progress=True
+        )
     tokenizer.save_pretrained(output)
     print(f"saved a shared BPE vocabulary of {len(tokenizer)} tokens to {output}")
     return output

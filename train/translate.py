@@ -45,8 +45,9 @@ def translate(
     Without `max_new_tokens` the output length is at most input length + 50 (§6.1)."""
     if isinstance(texts, str):
         raise TypeError("translate() takes a list of sentences, not a single string")
-    encoded = [tokenizer(text, truncation=True, max_length=model.config.max_position_embeddings).input_ids
-               for text in texts]
+    encoded = [
+        tokenizer(text, truncation=True, max_length=model.config.max_position_embeddings).input_ids for text in texts
+    ]
     order = sorted(range(len(texts)), key=lambda i: len(encoded[i]), reverse=True)
     outputs: list[str] = [""] * len(texts)
     batches, batch = [], []
@@ -64,7 +65,7 @@ def translate(
         if max_new_tokens is not None:
             kwargs["max_new_tokens"] = max_new_tokens
         generated = model.generate(**inputs.to(model.device), **kwargs)
-        for i, text in zip(batch, tokenizer.batch_decode(generated, skip_special_tokens=True)):
+        for i, text in zip(batch, tokenizer.batch_decode(generated, skip_special_tokens=True), strict=True):
             outputs[i] = text.strip()
     return outputs
 
@@ -84,11 +85,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     lines = [line.strip() for line in source.splitlines()]
     model, tokenizer = load_model(args.model)
     nonempty = [i for i, line in enumerate(lines) if line]
-    translated = translate(model, tokenizer, [lines[i] for i in nonempty], num_beams=args.beams,
-                           length_penalty=args.length_penalty, max_new_tokens=args.max_new_tokens,
-                           batch_tokens=args.batch_tokens, progress=args.output is not None)
+    translated = translate(
+        model,
+        tokenizer,
+        [lines[i] for i in nonempty],
+        num_beams=args.beams,
+        length_penalty=args.length_penalty,
+        max_new_tokens=args.max_new_tokens,
+        batch_tokens=args.batch_tokens,
+        progress=args.output is not None,
+    )
     result = [""] * len(lines)
-    for i, text in zip(nonempty, translated):
+    for i, text in zip(nonempty, translated, strict=True):
         result[i] = text
     text = "\n".join(result) + ("\n" if result else "")
     if args.output:
