@@ -275,3 +275,18 @@ def test_shipped_configs_load(name):
     assert cfg.dataset == "multi30k" and cfg.average_last == 5
     if cfg.early_stopping_patience is not None:  # the Trainer needs saves on evaluation steps
         assert cfg.save_steps % cfg.eval_steps == 0
+
+
+def test_training_option_pushes_the_final_model(data, tmp_path, hub_repo_id):
+    """`push_to_hub: user/name` uploads model/ (weights, tokenizer, code, card) at the end of a run."""
+    from huggingface_hub import HfApi, snapshot_download
+
+    out = tmp_path / "pushed"
+    train(TrainConfig.from_dict(tiny_settings(data, out, max_steps=4, eval_steps=4, save_steps=4, average_last=1,
+                                              test_split=None, push_to_hub=hub_repo_id)))
+    files = set(HfApi().list_repo_files(hub_repo_id))
+    assert {"config.json", "model.safetensors", "generation_config.json", "tokenizer.json", "README.md",
+            "modeling_vanilla_transformer.py", "pipeline_translation.py"} <= files
+    local = Path(snapshot_download(hub_repo_id, cache_dir=tmp_path / "cache"))
+    assert (local / "model.safetensors").read_bytes() == (out / "model" / "model.safetensors").read_bytes()
+    assert hub_repo_id in (local / "README.md").read_text()

@@ -36,6 +36,7 @@ def hyperparameters(cfg: TrainConfig, state: Any = None) -> dict[str, Any]:
         "learning rate": f"{cfg.lr_factor} · d_model^-0.5 · min(step^-0.5, step · {cfg.warmup_steps}^-1.5)",
         "label smoothing": cfg.label_smoothing,
         "training steps": state.global_step if state is not None else cfg.max_steps,
+        "training time budget": f"{cfg.max_train_minutes} minutes" if cfg.max_train_minutes else "none",
         "checkpoints averaged": cfg.average_last,
         "seed": cfg.seed,
     }

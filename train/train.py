@@ -269,11 +269,12 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         "steps": trainer.state.global_step,
         "epochs": trainer.state.epoch,
         "best_validation_bleu": trainer.state.best_metric,
-        "train_minutes": (time.perf_counter() - start) / 60,
+        "minutes_until_trained": (time.perf_counter() - start) / 60,
     }
     if trainer.is_world_process_zero():
         summary.update(finish(cfg, trainer, output_dir))
-        (output_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        summary["total_minutes"] = (time.perf_counter() - start) / 60
+        (output_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary
 
 
