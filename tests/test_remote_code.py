@@ -2,9 +2,6 @@
 model, tokenizer, translation pipeline and feature extraction via trust_remote_code."""
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -13,14 +10,14 @@ from transformers import pipeline
 
 import hf_vanilla_transformer as hvt
 from tests.helpers import REPO_ROOT, multi30k_tokenizer
+from tests.hub_helpers import run_isolated
 
 SENTENCES = ["Ein Hund läuft.", "Zwei Männer stehen auf der Straße."]
 
 FRESH_PROCESS = textwrap.dedent(
     """
     import json, sys
-    import importlib.util
-    assert importlib.util.find_spec("hf_vanilla_transformer") is None, "package must not be importable"
+    # run_isolated's prelude has already checked that hf_vanilla_transformer cannot be imported
     import torch
     from transformers import AutoModel, AutoModelForSeq2SeqLM, AutoTokenizer, pipeline
     path = sys.argv[1]
@@ -88,21 +85,12 @@ def test_saved_folder_has_code_and_auto_map(saved_model):
 
 def test_fresh_process_without_the_package_translates_the_same(saved_model, tmp_path):
     path, model, tok = saved_model
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env["HF_MODULES_CACHE"] = str(tmp_path / "modules")  # no code cached by earlier runs
-    result = subprocess.run(
-        [sys.executable, "-c", FRESH_PROCESS, str(path), json.dumps(SENTENCES)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        stdin=subprocess.DEVNULL,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    # `python -I`, an empty HF_HOME (no cached remote code) and an import blocker, so that the
+    # package cannot be imported even where it is pip-installed.
+    stdout = run_isolated(FRESH_PROCESS, tmp_path / "fresh", str(path), json.dumps(SENTENCES), timeout=300)
     # AutoTokenizer without trust_remote_code prints (and, on closed stdin, declines) transformers'
-    # remote-code prompt for the config; the tokenizer itself needs no custom code.
-    remote = json.loads(result.stdout.split("RESULT ", 1)[1].splitlines()[0])
+    # remote-code prompt for the config, on the same line; the tokenizer itself needs no custom code.
+    remote = json.loads(stdout.split("RESULT ", 1)[1].splitlines()[0])
 
     batch = tok(SENTENCES, return_tensors="pt", padding=True)
     with torch.no_grad():
