@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from transformers import DataCollatorForSeq2Seq, MarianConfig, MarianMTModel, Seq2SeqTrainer, Seq2SeqTrainingArguments  # noqa: E402
 
 import hf_vanilla_transformer as hvt  # noqa: E402
+from benchmarks.bench_model import small_sizes  # noqa: E402
 from train.callbacks import TimeBudgetCallback  # noqa: E402
 from train.data import multi30k, tokenize_dataset  # noqa: E402
 from train.evaluate import score, write_results  # noqa: E402
@@ -45,15 +46,7 @@ def main() -> None:
     data = data.remove_columns([c for c in data.column_names if c not in ("input_ids", "attention_mask", "labels")])
     model = MarianMTModel(
         MarianConfig(
-            vocab_size=len(tok),
-            d_model=256,
-            encoder_layers=3,
-            decoder_layers=3,
-            encoder_attention_heads=4,
-            decoder_attention_heads=4,
-            encoder_ffn_dim=1024,
-            decoder_ffn_dim=1024,
-            max_position_embeddings=256,
+            **small_sizes(len(tok)),  # the recipe's model size (the position table size alone differs)
             dropout=0.1,
             scale_embedding=True,
             pad_token_id=tok.pad_token_id,

@@ -25,17 +25,26 @@ from transformers import MarianConfig, MarianMTModel
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import hf_vanilla_transformer as hvt  # noqa: E402
 
-SIZES = dict(
-    vocab_size=8000,
-    d_model=256,
-    encoder_layers=3,
-    decoder_layers=3,
-    encoder_attention_heads=4,
-    decoder_attention_heads=4,
-    encoder_ffn_dim=1024,
-    decoder_ffn_dim=1024,
-    max_position_embeddings=256,
+SIZE_FIELDS = (
+    "vocab_size",
+    "d_model",
+    "encoder_layers",
+    "decoder_layers",
+    "encoder_attention_heads",
+    "decoder_attention_heads",
+    "encoder_ffn_dim",
+    "decoder_ffn_dim",
+    "max_position_embeddings",
 )
+
+
+def small_sizes(vocab_size: int = 8000) -> dict:
+    """The `small` preset's sizes, in the field names that MarianConfig shares with ours."""
+    preset = hvt.VanillaTransformerConfig.small(vocab_size=vocab_size)
+    return {name: getattr(preset, name) for name in SIZE_FIELDS}
+
+
+SIZES = small_sizes()
 
 
 def median_seconds(fn, repeats: int, warmup: int = 2) -> float:
