@@ -14,21 +14,34 @@ SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 MULTI30K = SHARED_DATA / "multi30k"
 
 
+TINY_SIZES = dict(
+    vocab_size=64,
+    d_model=32,
+    encoder_layers=2,
+    decoder_layers=2,
+    encoder_attention_heads=4,
+    decoder_attention_heads=4,
+    encoder_ffn_dim=64,
+    decoder_ffn_dim=64,
+    max_position_embeddings=64,
+)
+"""Sizes (Marian/BART field names, so MarianConfig takes them too) of a model that runs in milliseconds."""
+
+ONE_LAYER_SIZES = dict(
+    d_model=32,
+    encoder_layers=1,
+    decoder_layers=1,
+    encoder_attention_heads=2,
+    decoder_attention_heads=2,
+    encoder_ffn_dim=64,
+    decoder_ffn_dim=64,
+)
+"""An even smaller model (1+1 layers) for end-to-end runs: training, pushing, pulling."""
+
+
 def tiny_config(**overrides) -> hvt.VanillaTransformerConfig:
     """A model small enough to build and run in milliseconds."""
-    defaults = dict(
-        vocab_size=64,
-        d_model=32,
-        encoder_layers=2,
-        decoder_layers=2,
-        encoder_attention_heads=4,
-        decoder_attention_heads=4,
-        encoder_ffn_dim=64,
-        decoder_ffn_dim=64,
-        dropout=0.0,
-        max_position_embeddings=64,
-    )
-    return hvt.VanillaTransformerConfig(**{**defaults, **overrides})
+    return hvt.VanillaTransformerConfig(**{**TINY_SIZES, "dropout": 0.0, **overrides})
 
 
 def tiny_model(seed: int = 0, **overrides) -> hvt.VanillaTransformerForConditionalGeneration:

@@ -100,16 +100,9 @@ def tiny_translation_model(hvt: ModuleType, vocab_size: int, seed: int) -> Any:
     """The brief's tiny model (1+1 layers, d_model 32), initialised from `seed`, in eval mode."""
     import torch
 
-    config = hvt.VanillaTransformerConfig.small(
-        vocab_size=vocab_size,
-        d_model=32,
-        encoder_layers=1,
-        decoder_layers=1,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-        encoder_ffn_dim=64,
-        decoder_ffn_dim=64,
-    )
+    from tests.helpers import ONE_LAYER_SIZES
+
+    config = hvt.VanillaTransformerConfig.small(vocab_size=vocab_size, **ONE_LAYER_SIZES)
     torch.manual_seed(seed)
     return hvt.VanillaTransformerForConditionalGeneration(config).eval()
 

@@ -11,19 +11,9 @@ import torch
 from transformers import MarianConfig, MarianMTModel
 
 import hf_vanilla_transformer as hvt
-from tests.helpers import random_batch
+from tests.helpers import TINY_SIZES, random_batch
 
-SIZES = dict(
-    vocab_size=60,
-    d_model=32,
-    encoder_layers=2,
-    decoder_layers=2,
-    encoder_attention_heads=4,
-    decoder_attention_heads=4,
-    encoder_ffn_dim=64,
-    decoder_ffn_dim=64,
-    max_position_embeddings=64,
-)
+SIZES = {**TINY_SIZES, "vocab_size": 60}
 
 
 def marian_and_ours(implementation: str = "eager"):

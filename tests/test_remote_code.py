@@ -9,7 +9,7 @@ import torch
 from transformers import pipeline
 
 import hf_vanilla_transformer as hvt
-from tests.helpers import REPO_ROOT, multi30k_tokenizer
+from tests.helpers import multi30k_tokenizer
 from tests.hub_helpers import run_isolated
 
 SENTENCES = ["Ein Hund läuft.", "Zwei Männer stehen auf der Straße."]
@@ -114,7 +114,3 @@ def test_in_process_pipeline(saved_model):
         translate(SENTENCES[0], beams=4)
     with pytest.raises(ValueError, match="empty list"):
         translate([])
-
-
-def test_repo_root_is_where_the_package_lives():
-    assert (REPO_ROOT / "hf_vanilla_transformer" / "__init__.py").is_file()

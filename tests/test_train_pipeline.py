@@ -13,23 +13,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.helpers import MULTI30K, REPO_ROOT
+from tests.helpers import MULTI30K, ONE_LAYER_SIZES, REPO_ROOT
 from train import translate as translate_cli
 from train.config import TrainConfig
 from train.train import last_complete_checkpoint, train
 
 pytestmark = pytest.mark.skipif(not MULTI30K.is_dir(), reason="needs ../shared/data/multi30k")
 
-TINY_MODEL = dict(
-    d_model=32,
-    encoder_layers=1,
-    decoder_layers=1,
-    encoder_attention_heads=2,
-    decoder_attention_heads=2,
-    encoder_ffn_dim=64,
-    decoder_ffn_dim=64,
-    max_position_embeddings=128,
-)
+TINY_MODEL = {**ONE_LAYER_SIZES, "max_position_embeddings": 128}
 
 
 def write_slice(folder: Path, sizes=(("train", 400), ("val", 40), ("test2016", 30)), offset: int = 0) -> Path:
@@ -282,11 +273,30 @@ def test_training_option_pushes_the_final_model(data, tmp_path, hub_repo_id):
     from huggingface_hub import HfApi, snapshot_download
 
     out = tmp_path / "pushed"
-    train(TrainConfig.from_dict(tiny_settings(data, out, max_steps=4, eval_steps=4, save_steps=4, average_last=1,
-                                              test_split=None, push_to_hub=hub_repo_id)))
+    train(
+        TrainConfig.from_dict(
+            tiny_settings(
+                data,
+                out,
+                max_steps=4,
+                eval_steps=4,
+                save_steps=4,
+                average_last=1,
+                test_split=None,
+                push_to_hub=hub_repo_id,
+            )
+        )
+    )
     files = set(HfApi().list_repo_files(hub_repo_id))
-    assert {"config.json", "model.safetensors", "generation_config.json", "tokenizer.json", "README.md",
-            "modeling_vanilla_transformer.py", "pipeline_translation.py"} <= files
+    assert {
+        "config.json",
+        "model.safetensors",
+        "generation_config.json",
+        "tokenizer.json",
+        "README.md",
+        "modeling_vanilla_transformer.py",
+        "pipeline_translation.py",
+    } <= files
     local = Path(snapshot_download(hub_repo_id, cache_dir=tmp_path / "cache"))
     assert (local / "model.safetensors").read_bytes() == (out / "model" / "model.safetensors").read_bytes()
     assert hub_repo_id in (local / "README.md").read_text()
