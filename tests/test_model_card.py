@@ -1,4 +1,4 @@
-"""Model cards: `hf_vanilla_transformer.model_card.build_model_card` and its packaged template.
+"""Model cards: `train.model_card.build_model_card` and its template (training tooling, not the model package).
 
 The metadata is checked twice: by the local Hub's `/api/validate-yaml` (what `ModelCard.validate()`
 and every commit of a README.md call) and locally by `huggingface_hub`'s own parsing. The card's
@@ -7,19 +7,20 @@ usage snippet is run, as a user would, against a model pulled from the local Hub
 
 from __future__ import annotations
 
-import importlib.resources
+import importlib.util
 import json
 import re
 import urllib.error
 import urllib.request
 import uuid
+from pathlib import Path
 
 import pytest
 from huggingface_hub import CommitOperationAdd, HfApi, ModelCard
 from huggingface_hub.repocard_data import model_index_to_eval_results
 
-from hf_vanilla_transformer.model_card import TEMPLATE_PATH, build_model_card
 from tests.hub_helpers import require_model, run_isolated, tiny_translation_model, write_corpus
+from train.model_card import TEMPLATE_PATH, build_model_card
 
 pytestmark = [
     pytest.mark.timeout(60),
@@ -192,10 +193,23 @@ def test_build_model_card_rejects_bad_input(overrides, error):
         sample_card(**overrides)
 
 
-def test_template_is_package_data():
-    packaged = importlib.resources.files("hf_vanilla_transformer") / "model_card_template.md"
-    assert packaged.is_file() and TEMPLATE_PATH.read_text(encoding="utf-8") == packaged.read_text(encoding="utf-8")
-    assert "{{ card_data }}" in TEMPLATE_PATH.read_text(encoding="utf-8")
+def test_template_lives_with_the_training_code():
+    """The card is training tooling: its template sits beside `train/model_card.py`, and the model
+    package neither ships it nor imports jinja2 for it."""
+    assert TEMPLATE_PATH.parent.name == "train" and "{{ card_data }}" in TEMPLATE_PATH.read_text(encoding="utf-8")
+    package = Path(importlib.util.find_spec("hf_vanilla_transformer").origin).parent
+    assert not (package / "model_card_template.md").exists() and not (package / "model_card.py").exists()
+
+
+def test_card_states_the_models_own_decoding_defaults():
+    """The usage section reads decoding from the model's generation config, not a restated default."""
+    paper = str(sample_card(generation_config={"num_beams": 4, "length_penalty": 0.6, "max_new_tokens_over_input": 50}))
+    assert "beam search with 4 beams, length penalty α = 0.6 (GNMT's ((5 + length) / 6)^α" in paper
+    assert "at most input length + 50 output tokens" in paper
+    greedy = str(sample_card(generation_config={"num_beams": 1, "max_new_tokens": 40, "length_penalty_form": "hf"}))
+    assert "`generation_config.json`: greedy decoding, at most 40 output tokens." in greedy
+    assert "length penalty" not in greedy.split("## How to use")[1].split("## Training data")[0]
+    assert "`generation_config.json`. Pass `num_beams=`" in str(sample_card())
 
 
 # ---- the usage snippet, against a model on the (local) Hub --------------------------------------

@@ -308,7 +308,9 @@ def finish(cfg: TrainConfig, trainer: TokenBudgetSeq2SeqTrainer, output_dir: Pat
         logger.info("test BLEU %.2f chrF %.2f (%s)", test["bleu"], test["chrf"], test["bleu_signature"])
     if (output_dir / "metrics.jsonl").is_file():
         results["plot"] = str(plot_metrics(output_dir / "metrics.jsonl", output_dir / "training_curves.png"))
-    write_model_card(cfg, model_dir, results.get("test"), trainer.state)
+    from train.translate import load_model
+
+    write_model_card(cfg, load_model(model_dir)[0], model_dir, results.get("test"), trainer.state)
     if cfg.push_to_hub:
         from train.hub import push_model_folder
 
