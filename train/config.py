@@ -78,9 +78,10 @@ class TrainConfig:
     average_last: int = 5
     eval_num_beams: int = 1
     """Beam size of the BLEU computed during training (greedy by default, for speed)."""
-    test_num_beams: int = 4
-    """Beam size of the final test evaluation (§6.1: 4)."""
-    length_penalty: float = 0.6
+    test_num_beams: int | None = None
+    """Beam size of the final test evaluation; None: the model's generation config (§6.1: 4)."""
+    length_penalty: float | None = None
+    """Length penalty alpha of the final test evaluation; None: the model's generation config (§6.1: 0.6)."""
     early_stopping_patience: int | None = None
     """Stop after this many validations without BLEU improvement (None: never)."""
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from train.data import load_parallel, local_data_dir, multi30k
 from train.evaluate import score, score_tokenized_lowercase, write_results
-from train.translate import load_model, translate
+from train.translate import decoding_settings, load_model, translate
 
 MULTI30K_TOK_SPLITS = {"test": "test2016", "validation": "val", "train": "train"}
 
@@ -39,12 +39,15 @@ def evaluate_model(
     tgt_lang: str = "en",
     split: str = "test",
     data_dir: str | None = None,
-    num_beams: int = 4,
-    length_penalty: float = 0.6,
+    num_beams: int | None = None,
+    length_penalty: float | None = None,
     output_dir: str | Path | None = None,
     max_samples: int | None = None,
 ) -> dict[str, Any]:
-    """Translate `split` with the model in `model_dir` and score it; returns the results dict."""
+    """Translate `split` with the model in `model_dir` and score it; returns the results dict.
+
+    Decoding comes from the model's `generation_config`, except `num_beams` / `length_penalty`
+    when given; the results record the settings used."""
     data = load_split(dataset, src_lang, tgt_lang, split, data_dir)
     if max_samples is not None:
         data = data.select(range(min(max_samples, len(data))))
@@ -59,9 +62,7 @@ def evaluate_model(
         "dataset": dataset,
         "split": split,
         "language_pair": f"{src_lang}-{tgt_lang}",
-        "num_beams": num_beams,
-        "length_penalty": length_penalty,
-        "length_penalty_form": getattr(model.config, "length_penalty_form", "hf"),
+        **decoding_settings(model, num_beams=num_beams, length_penalty=length_penalty),
         "translate_seconds": round(seconds, 1),
         **score(hypotheses, data["tgt"], tgt_lang),
     }
@@ -87,8 +88,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--src-lang", default="de")
     parser.add_argument("--tgt-lang", default="en")
     parser.add_argument("--split", default="test")
-    parser.add_argument("--beams", type=int, default=4)
-    parser.add_argument("--length-penalty", type=float, default=0.6)
+    parser.add_argument("--beams", type=int, default=None, help="beam size (default: the model's generation config)")
+    parser.add_argument("--length-penalty", type=float, default=None, help="alpha (default: the model's)")
     parser.add_argument("--output-dir", default=None)
     parser.add_argument("--max-samples", type=int, default=None)
     args = parser.parse_args(argv)

@@ -4,7 +4,11 @@
     python -m train.translate runs/multi30k-de-en/model --input test.de --output hyp.en --beams 4
 
 Sentences are sorted by length and batched by a token budget, so little time goes to padding;
-outputs come back in input order. Decoding defaults to the paper's beam 4, length penalty 0.6 (§6.1).
+outputs come back in input order.
+
+Decoding: the model's own `generation_config.json` (for this project's models the paper's §6.1:
+beam 4, length penalty 0.6, at most input length + 50 tokens), except the settings given as flags
+(`--beams`, `--length-penalty`, `--max-new-tokens`) or arguments of `translate`.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -29,22 +34,50 @@ def load_model(model_dir: str | Path) -> tuple[PreTrainedModel, PreTrainedTokeni
     return model, tokenizer
 
 
+def decoding_settings(
+    model: PreTrainedModel,
+    *,
+    num_beams: int | None = None,
+    length_penalty: float | None = None,
+    max_new_tokens: int | None = None,
+) -> dict[str, Any]:
+    """The decoding `translate` uses: the model's `generation_config` with the given (not `None`)
+    settings on top. This is what results files record."""
+    config = model.generation_config
+    settings = {
+        "num_beams": config.num_beams,
+        "length_penalty": config.length_penalty,
+        "length_penalty_form": getattr(config, "length_penalty_form", "gnmt"),
+        "max_new_tokens": config.max_new_tokens,
+        "max_new_tokens_over_input": getattr(config, "max_new_tokens_over_input", None),
+    }
+    overrides = {"num_beams": num_beams, "length_penalty": length_penalty, "max_new_tokens": max_new_tokens}
+    settings.update({key: value for key, value in overrides.items() if value is not None})
+    if settings["max_new_tokens"] is not None:
+        settings["max_new_tokens_over_input"] = None  # a fixed limit replaces the length-relative one
+    return settings
+
+
 @torch.inference_mode()
 def translate(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     texts: Sequence[str],
     *,
-    num_beams: int = 4,
-    length_penalty: float = 0.6,
+    num_beams: int | None = None,
+    length_penalty: float | None = None,
     max_new_tokens: int | None = None,
     batch_tokens: int = 6000,
     progress: bool = False,
 ) -> list[str]:
     """Translate `texts` (in order). `batch_tokens` bounds source tokens x beams per batch.
-    Without `max_new_tokens` the output length is at most input length + 50 (§6.1)."""
+
+    Decoding settings left at `None` come from `model.generation_config` (`decoding_settings`)."""
     if isinstance(texts, str):
         raise TypeError("translate() takes a list of sentences, not a single string")
+    overrides = {"num_beams": num_beams, "length_penalty": length_penalty, "max_new_tokens": max_new_tokens}
+    overrides = {key: value for key, value in overrides.items() if value is not None}
+    num_beams = decoding_settings(model, **overrides)["num_beams"]
     encoded = [
         tokenizer(text, truncation=True, max_length=model.config.max_position_embeddings).input_ids for text in texts
     ]
@@ -61,10 +94,7 @@ def translate(
         batches.append(batch)
     for batch in tqdm(batches, desc="translating", disable=not progress, unit="batch"):
         inputs = tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt")
-        kwargs = dict(num_beams=num_beams, length_penalty=length_penalty)
-        if max_new_tokens is not None:
-            kwargs["max_new_tokens"] = max_new_tokens
-        generated = model.generate(**inputs.to(model.device), **kwargs)
+        generated = model.generate(**inputs.to(model.device), **overrides)
         for i, text in zip(batch, tokenizer.batch_decode(generated, skip_special_tokens=True), strict=True):
             outputs[i] = text.strip()
     return outputs
@@ -75,9 +105,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("model", help="model folder or Hub repo id")
     parser.add_argument("--input", help="text file, one sentence per line (default: stdin)")
     parser.add_argument("--output", help="where to write translations (default: stdout)")
-    parser.add_argument("--beams", type=int, default=4)
-    parser.add_argument("--length-penalty", type=float, default=0.6)
-    parser.add_argument("--max-new-tokens", type=int, default=None)
+    parser.add_argument("--beams", type=int, default=None, help="beam size (default: the model's generation config)")
+    parser.add_argument("--length-penalty", type=float, default=None, help="alpha (default: the model's)")
+    parser.add_argument("--max-new-tokens", type=int, default=None, help="(default: the model's: input length + 50)")
     parser.add_argument("--batch-tokens", type=int, default=6000)
     args = parser.parse_args(argv)
 
