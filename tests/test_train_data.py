@@ -17,9 +17,13 @@ from train.data import (
     column_lengths,
     example_lengths,
     filter_by_length,
+    load_corpus,
     load_parallel,
+    load_split,
     multi30k,
+    published_split_name,
     tokenize_dataset,
+    tokenized_references,
 )
 
 PAIRS = [("Ein Hund läuft.", "A dog runs."), ("Zwei Katzen schlafen.", "Two cats sleep."), ("Hallo!", "Hello!")]
@@ -165,6 +169,52 @@ def test_multi30k_prefers_local_copy_then_hub(text_dir: Path, monkeypatch: pytes
     hub = DatasetDict({split: Dataset.from_dict({"en": ["A dog."], "de": ["Ein Hund."]}) for split in dsdict})
     monkeypatch.setattr(datasets, "load_dataset", lambda name, config: hub if name == "bentrevett/multi30k" else None)
     assert list(multi30k()) == ["train", "validation", "test"]
+
+
+def multi30k_copy(folder: Path, text_dir: Path) -> Path:
+    """A Multi30k-shaped folder (`train`, `val`, `test2016`) with `tok/` references of test2016."""
+    folder.mkdir()
+    for stem, source in (("train", "train"), ("val", "dev"), ("test2016", "dev")):
+        for lang in ("de", "en"):
+            (folder / f"{stem}.{lang}").write_text((text_dir / f"{source}.{lang}").read_text())
+    (folder / "tok").mkdir()
+    (folder / "tok" / "test2016.en").write_text("good morning .\n")
+    return folder
+
+
+def test_load_corpus_and_load_split_know_every_source(text_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    copy = multi30k_copy(tmp_path / "m30k", text_dir)
+    monkeypatch.setenv("HVT_MULTI30K_DIR", str(copy))
+    assert list(load_corpus("multi30k", "de", "en")) == ["train", "validation", "test"]
+    assert load_split("multi30k", "de", "en", "test")["src"] == ["Guten Morgen."]
+    assert load_split(str(text_dir), "de", "en", "dev")["tgt"] == ["Good morning."]
+    tsv = write_lines(tmp_path / "pairs.tsv", ["de\ten", *[f"{de}\t{en}" for de, en in PAIRS]])
+    assert load_split(str(tsv), "de", "en", "train")["src"] == [de for de, _ in PAIRS]
+    with pytest.raises(DataError, match=r"dataset 'multi30k' has no split\(s\) \['tst2016'\]; available: \['test', "):
+        load_split("multi30k", "de", "en", "tst2016")
+    with pytest.raises(DataError, match=r"data_dir .* only applies to dataset 'multi30k'"):
+        load_corpus(str(text_dir), "de", "en", data_dir=copy)
+
+
+def test_multi30k_tokenized_references_follow_the_copy_that_is_read(text_dir: Path, tmp_path: Path, monkeypatch):
+    """The `tok/` references come from the same folder as the text: data_dir, else $HVT_MULTI30K_DIR."""
+    copy = multi30k_copy(tmp_path / "m30k", text_dir)
+    monkeypatch.setenv("HVT_MULTI30K_DIR", str(copy))
+    assert tokenized_references("multi30k", "test", "en") == copy / "tok" / "test2016.en"
+    assert tokenized_references("multi30k", "test", "de") is None  # no such file
+    assert tokenized_references("multi30k", "validation", "en") is None
+    assert tokenized_references(str(copy), "test", "en") is None  # a plain folder has no known tok/ layout
+    other = multi30k_copy(tmp_path / "other", text_dir)
+    assert tokenized_references("multi30k", "test", "en", data_dir=other) == other / "tok" / "test2016.en"
+    monkeypatch.setenv("HVT_MULTI30K_DIR", str(tmp_path / "missing"))
+    with pytest.raises(DataError, match=r"missing' \(\$HVT_MULTI30K_DIR\) does not exist"):
+        tokenized_references("multi30k", "test", "en")
+
+
+def test_published_split_names() -> None:
+    assert published_split_name("multi30k", "test") == "test_2016_flickr"
+    assert published_split_name("multi30k", "validation") == "val"
+    assert published_split_name("path/to/data", "test") == "test"
 
 
 def test_local_data_dir_uses_env_then_repo_sibling(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -95,3 +95,18 @@ def test_evaluate_model_decodes_and_records_the_models_generation_config(model_d
     assert [c.num_beams for c in used_configs] == [2, 1]
     recorded = json.loads((out / "results.test.json").read_text(encoding="utf-8"))
     assert (recorded["num_beams"], recorded["length_penalty"]) == (1, 1.0)
+
+
+def test_evaluate_model_reads_multi30k_and_its_tok_references_from_the_env_dir(model_dir, tmp_path, monkeypatch):
+    """`$HVT_MULTI30K_DIR` names the copy for the text and for the `tok/` references alike."""
+    copy = tmp_path / "m30k"
+    (copy / "tok").mkdir(parents=True)
+    for stem in ("train", "val", "test2016"):
+        write_text(copy / f"{stem}.de", "\n".join(SENTENCES[:2]) + "\n")
+        write_text(copy / f"{stem}.en", "A dog runs.\nTwo men stand on the street.\n")
+    write_text(copy / "tok" / "test2016.en", "a dog runs .\ntwo men stand on the street .\n")
+    monkeypatch.setenv("HVT_MULTI30K_DIR", str(copy))
+    results = evaluate_cli.evaluate_model(model_dir, dataset="multi30k", split="test", output_dir=tmp_path / "out")
+    assert results["num_sentences"] == 2  # the copy's test set, not another one
+    assert "bleu_tok_lc" in results and "pre:moses-lc-norm-tok" in results["bleu_tok_lc_signature"]
+    assert (tmp_path / "out" / "hyp.test.en").read_text(encoding="utf-8").count("\n") == 2

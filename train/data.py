@@ -1,5 +1,9 @@
 """Parallel corpora as `datasets.DatasetDict`s with `id`, `src` and `tgt` columns.
 
+This is the one module that knows where data come from: `load_corpus(dataset, ...)` takes what a
+training config or a command line names as `dataset` (`multi30k`, a folder, a TSV or JSON-lines
+file, a Hub id) and `load_split` one split of it; the command-line tools only pass their arguments on.
+
 The paper trains on WMT 2014 English-German and English-French sentence pairs (§5.1 "Training Data
 and Batching"); this project trains on the smaller Multi30k and Tatoeba corpora as well. Whatever
 the source, `load_parallel` returns the same layout and validates it *before* training starts, so
@@ -12,6 +16,7 @@ a misaligned or empty line fails with the file and line number instead of hours 
 | JSON-lines file (one split, `train`)     | `{"de": ..., "en": ...}` or `{"translation": {...}}` |
 | dict split -> TSV / JSON-lines file      | `{"train": "a.tsv", "validation": "b.jsonl"}`    |
 | Hugging Face Hub dataset id              | `bentrevett/multi30k`, `wmt/wmt14` (needs internet) |
+| `multi30k` (`load_corpus` only)          | the local copy if found, else the Hub (`multi30k`) |
 
 Every text is stripped of surrounding whitespace (Multi30k has trailing spaces, tabs and
 non-breaking spaces). The `id` column is the 0-based line or row number within its split.
@@ -26,7 +31,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
@@ -40,8 +46,22 @@ from transformers import PreTrainedTokenizerBase
 logger = logging.getLogger(__name__)
 
 MULTI30K_HUB_ID = "bentrevett/multi30k"
-MULTI30K_SPLITS = {"train": "train", "validation": "val", "test": "test2016"}
-"""Output split name -> file stem of the local Multi30k copy (`test2016` is test_2016_flickr)."""
+
+
+@dataclass(frozen=True)
+class Multi30kSplit:
+    stem: str
+    """File stem in the local copy (`test2016.de`) and in its `tok/` folder of tokenised references."""
+    name: str
+    """The set's name upstream (model cards, results tables)."""
+
+
+MULTI30K_SPLITS = {
+    "train": Multi30kSplit("train", "train"),
+    "validation": Multi30kSplit("val", "val"),
+    "test": Multi30kSplit("test2016", "test_2016_flickr"),
+}
+"""The splits `multi30k` returns (the Hub copy's names) and what they are in the upstream files."""
 
 TSV_SUFFIXES = (".tsv",)
 JSONL_SUFFIXES = (".jsonl", ".json")
@@ -112,6 +132,49 @@ def local_data_dir(name: str) -> Path | None:
     return next((path for path in candidates if path.is_dir()), None)
 
 
+def load_corpus(dataset: str, src_lang: str, tgt_lang: str, *, data_dir: str | Path | None = None) -> DatasetDict:
+    """Every split of `dataset`: `"multi30k"` (`multi30k`, which reads `data_dir`) or any source
+    `load_parallel` reads (a folder, a TSV or JSON-lines file, a Hub id)."""
+    if dataset == "multi30k":
+        return multi30k(src_lang, tgt_lang, data_dir=data_dir)
+    if data_dir is not None:
+        raise DataError(
+            f"data_dir ({str(data_dir)!r}) only applies to dataset 'multi30k'; for dataset {dataset!r} "
+            "name the folder or file as the dataset itself"
+        )
+    return load_parallel(dataset, src_lang, tgt_lang)
+
+
+def load_split(
+    dataset: str, src_lang: str, tgt_lang: str, split: str, *, data_dir: str | Path | None = None
+) -> Dataset:
+    """One split of `load_corpus(dataset, ...)`; an unknown split is an error listing the available ones."""
+    corpus = load_corpus(dataset, src_lang, tgt_lang, data_dir=data_dir)
+    check_splits(corpus, [split], dataset)
+    return corpus[split]
+
+
+def check_splits(corpus: DatasetDict, splits: Iterable[str | None], dataset: str) -> None:
+    """Fail, listing the available splits, if one of `splits` (None entries are skipped) is missing."""
+    missing = [split for split in splits if split is not None and split not in corpus]
+    if missing:
+        raise DataError(f"dataset {dataset!r} has no split(s) {missing}; available: {sorted(corpus)}")
+
+
+def multi30k_dir(data_dir: str | Path | None = None) -> Path | None:
+    """The folder of the local Multi30k copy that `multi30k` reads, or `None` (it then uses the Hub).
+
+    The first of: `data_dir`; `$HVT_MULTI30K_DIR`; `local_data_dir("multi30k")`. A folder named by
+    `data_dir` or `$HVT_MULTI30K_DIR` must exist.
+    """
+    for directory, where in ((data_dir, "data_dir"), (os.environ.get("HVT_MULTI30K_DIR") or None, "$HVT_MULTI30K_DIR")):
+        if directory is not None:
+            if not Path(directory).is_dir():
+                raise DataError(f"Multi30k directory {str(directory)!r} ({where}) does not exist")
+            return Path(directory)
+    return local_data_dir("multi30k")
+
+
 def multi30k(src_lang: str = "de", tgt_lang: str = "en", data_dir: str | Path | None = None) -> DatasetDict:
     """Multi30k (WMT16 multimodal task 1) with splits `train` / `validation` / `test`.
 
@@ -124,13 +187,29 @@ def multi30k(src_lang: str = "de", tgt_lang: str = "en", data_dir: str | Path | 
     4. the Hub dataset `bentrevett/multi30k` (en/de only; needs internet), whose text may differ
        from the upstream files in whitespace only.
     """
-    directory = data_dir if data_dir is not None else os.environ.get("HVT_MULTI30K_DIR") or local_data_dir("multi30k")
+    directory = multi30k_dir(data_dir)
     if directory is None:
         logger.info("No local Multi30k copy found; loading %s from the Hub", MULTI30K_HUB_ID)
         return load_parallel(MULTI30K_HUB_ID, src_lang, tgt_lang, splits=list(MULTI30K_SPLITS))
-    if not Path(directory).is_dir():
-        raise DataError(f"Multi30k directory {str(directory)!r} does not exist")
-    return load_parallel(Path(directory), src_lang, tgt_lang, splits=MULTI30K_SPLITS)
+    stems = {split: facts.stem for split, facts in MULTI30K_SPLITS.items()}
+    return load_parallel(directory, src_lang, tgt_lang, splits=stems)
+
+
+def tokenized_references(dataset: str, split: str, tgt_lang: str, data_dir: str | Path | None = None) -> Path | None:
+    """The lowercased, Moses-tokenised references of a Multi30k split (`tok/` of the local copy that
+    `multi30k` reads), or `None` for other data sets or when there is no such file."""
+    if dataset != "multi30k" or split not in MULTI30K_SPLITS:
+        return None
+    directory = multi30k_dir(data_dir)
+    path = directory / "tok" / f"{MULTI30K_SPLITS[split].stem}.{tgt_lang}" if directory else None
+    return path if path is not None and path.is_file() else None
+
+
+def published_split_name(dataset: str, split: str) -> str:
+    """The name a results table uses for `split` of `dataset` (`test_2016_flickr` for Multi30k's test)."""
+    if dataset == "multi30k" and split in MULTI30K_SPLITS:
+        return MULTI30K_SPLITS[split].name
+    return split
 
 
 def tokenize_dataset(

@@ -17,18 +17,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from train.data import load_parallel, local_data_dir, multi30k
+from datasets import Dataset
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from train.data import load_split, tokenized_references
 from train.evaluate import score, score_tokenized_lowercase, write_results
 from train.translate import decoding_settings, load_model, translate
-
-MULTI30K_TOK_SPLITS = {"test": "test2016", "validation": "val", "train": "train"}
-
-
-def load_split(dataset: str, src_lang: str, tgt_lang: str, split: str, data_dir: str | None = None):
-    """The `split` of a dataset given as `multi30k`, a local path or a Hub id (columns src, tgt)."""
-    if dataset == "multi30k":
-        return multi30k(src_lang, tgt_lang, data_dir=data_dir)[split]
-    return load_parallel(dataset, src_lang, tgt_lang)[split]
 
 
 def evaluate_model(
@@ -44,40 +38,64 @@ def evaluate_model(
     output_dir: str | Path | None = None,
     max_samples: int | None = None,
 ) -> dict[str, Any]:
-    """Translate `split` with the model in `model_dir` and score it; returns the results dict.
-
-    Decoding comes from the model's `generation_config`, except `num_beams` / `length_penalty`
-    when given; the results record the settings used."""
-    data = load_split(dataset, src_lang, tgt_lang, split, data_dir)
+    """Translate `split` with the model in `model_dir` and score it (`evaluate_translations`);
+    returns the results dict. `output_dir` defaults to `model_dir`."""
+    data = load_split(dataset, src_lang, tgt_lang, split, data_dir=data_dir)
     if max_samples is not None:
         data = data.select(range(min(max_samples, len(data))))
     model, tokenizer = load_model(model_dir)
+    results, _ = evaluate_translations(
+        model,
+        tokenizer,
+        data,
+        output_dir=output_dir or model_dir,
+        meta={"model": str(model_dir), "dataset": dataset, "split": split, "language_pair": f"{src_lang}-{tgt_lang}"},
+        tgt_lang=tgt_lang,
+        tokenized_refs=tokenized_references(dataset, split, tgt_lang, data_dir) if max_samples is None else None,
+        num_beams=num_beams,
+        length_penalty=length_penalty,
+    )
+    return results
+
+
+def evaluate_translations(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    data: Dataset,
+    *,
+    output_dir: str | Path,
+    meta: dict[str, Any],
+    tgt_lang: str,
+    tokenized_refs: Path | None = None,
+    num_beams: int | None = None,
+    length_penalty: float | None = None,
+) -> tuple[dict[str, Any], list[str]]:
+    """Translate `data["src"]`, score against `data["tgt"]` and write `hyp.<split>.<tgt>` and
+    `results.<split>.json` (`meta["split"]`) to `output_dir`; returns the results and the translations.
+
+    Decoding comes from the model's `generation_config`, except `num_beams` / `length_penalty`
+    when given; the results record the settings used. With `tokenized_refs` (Multi30k's `tok/`
+    file of the whole split) the results also hold BLEU on lowercased, tokenised text.
+    """
     start = time.perf_counter()
     hypotheses = translate(
         model, tokenizer, data["src"], num_beams=num_beams, length_penalty=length_penalty, progress=True
     )
-    seconds = time.perf_counter() - start
     results: dict[str, Any] = {
-        "model": str(model_dir),
-        "dataset": dataset,
-        "split": split,
-        "language_pair": f"{src_lang}-{tgt_lang}",
+        **meta,
         **decoding_settings(model, num_beams=num_beams, length_penalty=length_penalty),
-        "translate_seconds": round(seconds, 1),
+        "translate_seconds": round(time.perf_counter() - start, 1),
         **score(hypotheses, data["tgt"], tgt_lang),
     }
-    tok_dir = Path(data_dir) if data_dir else local_data_dir("multi30k")
-    if dataset == "multi30k" and tok_dir is not None and max_samples is None:
-        refs = tok_dir / "tok" / f"{MULTI30K_TOK_SPLITS.get(split, split)}.{tgt_lang}"
-        if refs.is_file():
-            tok = score_tokenized_lowercase(hypotheses, refs, tgt_lang)
-            results["bleu_tok_lc"] = tok["bleu_tok_lc"]
-            results["bleu_tok_lc_signature"] = tok["bleu_tok_lc_signature"]
-    out = Path(output_dir) if output_dir else Path(model_dir)
+    if tokenized_refs is not None:
+        tok = score_tokenized_lowercase(hypotheses, tokenized_refs, tgt_lang)
+        results["bleu_tok_lc"] = tok["bleu_tok_lc"]
+        results["bleu_tok_lc_signature"] = tok["bleu_tok_lc_signature"]
+    out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"hyp.{split}.{tgt_lang}").write_text("\n".join(hypotheses) + "\n", encoding="utf-8")
-    write_results(out / f"results.{split}.json", results)
-    return results
+    (out / f"hyp.{meta['split']}.{tgt_lang}").write_text("\n".join(hypotheses) + "\n", encoding="utf-8")
+    write_results(out / f"results.{meta['split']}.json", results)
+    return results, hypotheses
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -30,6 +30,7 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from train.config import TrainConfig
+from train.data import published_split_name
 
 __all__ = ["TEMPLATE_PATH", "PAPER_BIBTEX", "KNOWN_DATASETS", "DatasetFacts", "build_model_card", "write_model_card"]
 
@@ -394,14 +395,12 @@ def _architecture(config: Any) -> list[tuple[str, str]]:
 
 # ---- the card of a training run ----------------------------------------------------------------
 
-MULTI30K_TEST_NAMES = {"test": "test_2016_flickr", "validation": "val"}
-
 
 def card_results(cfg: TrainConfig, test: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
     """The `results` of `build_model_card` from the run's test results (`train.evaluate_model`)."""
     if not test:
         return {}
-    name = MULTI30K_TEST_NAMES.get(cfg.test_split, cfg.test_split) if cfg.dataset == "multi30k" else cfg.test_split
+    name = published_split_name(cfg.dataset, cfg.test_split)
     entry = {key: test[key] for key in ("bleu", "bleu_signature", "chrf", "chrf_signature")}
     entry.update(
         split=cfg.test_split,

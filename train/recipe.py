@@ -19,25 +19,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from train.config import TrainConfig
-from train.evaluate_model import load_split
 from train.train import train
-from train.translate import load_model, translate
 
 CONFIGS = Path(__file__).with_name("configs")
 SETTINGS = {"quick": CONFIGS / "multi30k_de_en.yaml", "full": CONFIGS / "multi30k_de_en_full.yaml"}
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def show_examples(model_dir: Path, cfg: TrainConfig, n: int = 5) -> list[dict[str, str]]:
-    data = load_split(cfg.dataset, cfg.src_lang, cfg.tgt_lang, cfg.test_split, cfg.data_dir).select(range(n))
-    model, tokenizer = load_model(model_dir)
-    hyps = translate(model, tokenizer, data["src"], num_beams=cfg.test_num_beams, length_penalty=cfg.length_penalty)
-    examples = [
-        {"source": s, "translation": h, "reference": r} for s, h, r in zip(data["src"], hyps, data["tgt"], strict=True)
-    ]
-    for e in examples:
-        print(f"  {cfg.src_lang}: {e['source']}\n  MT: {e['translation']}\n  ref: {e['reference']}\n")
-    return examples
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -56,14 +41,17 @@ def main(argv: Sequence[str] | None = None) -> dict:
     start = time.perf_counter()
     summary = train(cfg, resume=args.resume)
     model_dir = Path(summary["model_dir"])
-    print("\nExample translations (test2016, beam search):\n")
-    summary["examples"] = show_examples(model_dir, cfg)
+    if summary.get("examples"):
+        print(f"\nExample translations ({cfg.test_split} split):\n")
+        for example in summary["examples"]:
+            print(f"  {cfg.src_lang}: {example['source']}")
+            print(f"  MT: {example['translation']}\n  ref: {example['reference']}\n")
     if args.card:
         Path(args.card).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(model_dir / "README.md", args.card)
     test = summary.get("test", {})
     print(f"Model:           {model_dir}")
-    print(f"Test results:    {model_dir / 'results.test.json'}")
+    print(f"Test results:    {model_dir / f'results.{cfg.test_split}.json'}")
     if test:
         print(f"  BLEU {test['bleu']:.2f}  {test['bleu_signature']}")
         print(f"  chrF {test['chrf']:.2f}  {test['chrf_signature']}")

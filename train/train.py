@@ -25,6 +25,8 @@ import argparse
 import json
 import logging
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,25 +46,28 @@ from transformers import (
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 import hf_vanilla_transformer as hvt
-from train.average_checkpoints import average_checkpoints, last_checkpoints
+from train.average_checkpoints import average_checkpoints
 from train.batching import padding_stats
 from train.callbacks import MetricsLogCallback, TimeBudgetCallback, plot_metrics
 from train.config import TrainConfig
-from train.data import example_lengths, filter_by_length, load_parallel, multi30k, tokenize_dataset
+from train.data import (
+    check_splits,
+    example_lengths,
+    filter_by_length,
+    load_corpus,
+    tokenize_dataset,
+    tokenized_references,
+)
 from train.evaluate import score
 from train.trainer import TokenBudgetSeq2SeqTrainer
 
 logger = logging.getLogger("train")
 
+EXAMPLES = 5
+"""Test translations shown at the end of a run (`summary["examples"]`)."""
+
 
 # ---------------------------------------------------------------------------- data and tokenizer
-def load_data(cfg: TrainConfig) -> DatasetDict:
-    """The raw splits (`src`, `tgt` columns) named by `cfg.dataset`."""
-    if cfg.dataset == "multi30k":
-        return multi30k(cfg.src_lang, cfg.tgt_lang, data_dir=cfg.data_dir)
-    return load_parallel(cfg.dataset, cfg.src_lang, cfg.tgt_lang)
-
-
 def build_tokenizer(cfg: TrainConfig, raw: DatasetDict, output_dir: Path):
     """Reuse the run's tokenizer if it exists (resume), else load `tokenizer` / `init_from`'s, else
     train the shared BPE on source and target training text together (§5.1)."""
@@ -79,9 +84,6 @@ def build_tokenizer(cfg: TrainConfig, raw: DatasetDict, output_dir: Path):
 
 def prepare_datasets(cfg: TrainConfig, raw: DatasetDict, tokenizer, output_dir: Path):
     """Tokenised training and validation sets; training pairs over the length limits are dropped."""
-    for split in (cfg.train_split, cfg.eval_split):
-        if split not in raw:
-            raise ValueError(f"dataset {cfg.dataset!r} has no split {split!r}; it has {sorted(raw)}")
     eval_raw = raw[cfg.eval_split]
     if cfg.max_eval_samples is not None:
         eval_raw = eval_raw.select(range(min(cfg.max_eval_samples, len(eval_raw))))
@@ -182,15 +184,20 @@ def bleu_metric(tokenizer, tgt_lang: str):
 
 
 # ---------------------------------------------------------------------------- the run
+def checkpoint_dirs(output_dir: Path) -> list[Path]:
+    """The `checkpoint-N` folders of a run, by increasing N."""
+    return sorted(
+        (p for p in output_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*") if p.name.split("-")[-1].isdigit()),
+        key=lambda p: int(p.name.split("-")[-1]),
+    )
+
+
 def last_complete_checkpoint(output_dir: Path) -> Path | None:
     """The newest `checkpoint-N` whose `trainer_state.json` (written last by the Trainer) exists.
 
     A run killed while writing a checkpoint leaves it incomplete; such folders are renamed to
     `incomplete-checkpoint-N` (kept for inspection, never resumed from)."""
-    checkpoints = sorted(
-        (p for p in output_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*") if p.name.split("-")[-1].isdigit()),
-        key=lambda p: int(p.name.split("-")[-1]),
-    )
+    checkpoints = checkpoint_dirs(output_dir)
     while checkpoints and not (checkpoints[-1] / "trainer_state.json").is_file():
         partial = checkpoints.pop()
         logger.warning("%s is incomplete (the run stopped while writing it); renaming it", partial)
@@ -213,7 +220,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     set_seed(cfg.seed)
     start = time.perf_counter()
 
-    raw = load_data(cfg)
+    raw = load_corpus(cfg.dataset, cfg.src_lang, cfg.tgt_lang, data_dir=cfg.data_dir)
+    check_splits(raw, [cfg.train_split, cfg.eval_split, cfg.test_split], cfg.dataset)  # before any training
     tokenizer = build_tokenizer(cfg, raw, output_dir)
     train_ds, eval_ds, dropped = prepare_datasets(cfg, raw, tokenizer, output_dir)
     logger.info(
@@ -272,50 +280,85 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         "minutes_until_trained": (time.perf_counter() - start) / 60,
     }
     if trainer.is_world_process_zero():
-        summary.update(finish(cfg, trainer, output_dir))
+        summary.update(finish(cfg, trainer, output_dir, raw))
         summary["total_minutes"] = (time.perf_counter() - start) / 60
         (output_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary
 
 
-def finish(cfg: TrainConfig, trainer: TokenBudgetSeq2SeqTrainer, output_dir: Path) -> dict[str, Any]:
-    """Average checkpoints (§6.1), evaluate on the test split, plot, write the model card."""
-    from train.evaluate_model import evaluate_model
+def finish(cfg: TrainConfig, trainer: TokenBudgetSeq2SeqTrainer, output_dir: Path, raw: DatasetDict) -> dict[str, Any]:
+    """Average checkpoints (§6.1) into `model/`, evaluate it on the test split of `raw` (the corpus
+    loaded at the start), plot, write the model card. The final model is loaded once, from disk."""
+    from train.evaluate_model import evaluate_translations
     from train.model_card import write_model_card
+    from train.translate import load_model
 
     model_dir = output_dir / "model"
-    checkpoints = last_checkpoints(output_dir, cfg.average_last)
-    if checkpoints and checkpoints[-1].name == f"checkpoint-{trainer.state.global_step}":
-        average_checkpoints(checkpoints, model_dir, overwrite=True)
-        averaged = [c.name for c in checkpoints]
-    else:  # the last step was not checkpointed: use the final weights as they are
-        trainer.save_model(str(model_dir))
-        averaged = []
+    averaged = save_final_model(cfg, trainer, output_dir, model_dir)
     logger.info("final model: %s (average of %s)", model_dir, averaged or "no checkpoints: last weights")
     results: dict[str, Any] = {"model_dir": str(model_dir), "averaged_checkpoints": averaged}
+    model, tokenizer = load_model(model_dir)
     if cfg.test_split:
-        test = evaluate_model(
-            model_dir,
-            dataset=cfg.dataset,
-            src_lang=cfg.src_lang,
+        test_data = raw[cfg.test_split]
+        test, hypotheses = evaluate_translations(
+            model,
+            tokenizer,
+            test_data,
+            output_dir=model_dir,
+            meta={
+                "model": str(model_dir),
+                "dataset": cfg.dataset,
+                "split": cfg.test_split,
+                "language_pair": f"{cfg.src_lang}-{cfg.tgt_lang}",
+            },
             tgt_lang=cfg.tgt_lang,
-            split=cfg.test_split,
-            data_dir=cfg.data_dir,
+            tokenized_refs=tokenized_references(cfg.dataset, cfg.test_split, cfg.tgt_lang, cfg.data_dir),
             num_beams=cfg.test_num_beams,
             length_penalty=cfg.length_penalty,
         )
         results["test"] = test
+        results["examples"] = [
+            {"source": source, "translation": translation, "reference": reference}
+            for source, translation, reference in zip(
+                test_data["src"][:EXAMPLES], hypotheses[:EXAMPLES], test_data["tgt"][:EXAMPLES], strict=True
+            )
+        ]
         logger.info("test BLEU %.2f chrF %.2f (%s)", test["bleu"], test["chrf"], test["bleu_signature"])
     if (output_dir / "metrics.jsonl").is_file():
         results["plot"] = str(plot_metrics(output_dir / "metrics.jsonl", output_dir / "training_curves.png"))
-    from train.translate import load_model
-
-    write_model_card(cfg, load_model(model_dir)[0], model_dir, results.get("test"), trainer.state)
+    write_model_card(cfg, model, model_dir, results.get("test"), trainer.state)
     if cfg.push_to_hub:
         from train.hub import push_model_folder
 
         results["pushed_to"] = push_model_folder(model_dir, cfg.push_to_hub)
     return results
+
+
+def save_final_model(
+    cfg: TrainConfig, trainer: TokenBudgetSeq2SeqTrainer, output_dir: Path, model_dir: Path
+) -> list[str]:
+    """Write `model_dir`: the average of the last `average_last` checkpoints when the last one is
+    the final step (fewer if fewer exist, with a warning), else the final weights. The folder is
+    replaced only once the new one is complete. Returns the names of the averaged checkpoints."""
+    checkpoints = checkpoint_dirs(output_dir)[-cfg.average_last :]
+    if checkpoints and checkpoints[-1].name == f"{PREFIX_CHECKPOINT_DIR}-{trainer.state.global_step}":
+        if len(checkpoints) < cfg.average_last:
+            logger.warning("averaging all %d checkpoints (average_last=%d)", len(checkpoints), cfg.average_last)
+        average_checkpoints(checkpoints, model_dir, overwrite=True)
+        return [c.name for c in checkpoints]
+    staging = Path(tempfile.mkdtemp(prefix=f".{model_dir.name}.", dir=output_dir))
+    try:
+        trainer.save_model(str(staging))
+        if model_dir.exists():
+            retired = staging.with_name(staging.name + ".old")
+            model_dir.rename(retired)
+            staging.rename(model_dir)
+            shutil.rmtree(retired)
+        else:
+            staging.rename(model_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return []
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

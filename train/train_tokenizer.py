@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import hf_vanilla_transformer as hvt
-from train.evaluate_model import load_split
+from train.data import load_split
 
 
 def main(argv: Sequence[str] | None = None) -> Path:
@@ -32,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     if args.files:
         tokenizer = hvt.train_tokenizer(args.files, vocab_size=args.vocab_size, show_progress=True)
     else:
-        data = load_split(args.dataset, args.src_lang, args.tgt_lang, args.split, args.data_dir)
+        data = load_split(args.dataset, args.src_lang, args.tgt_lang, args.split, data_dir=args.data_dir)
         tokenizer = hvt.train_tokenizer(
             texts=list(data["src"]) + list(data["tgt"]), vocab_size=args.vocab_size, show_progress=True
         )
