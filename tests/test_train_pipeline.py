@@ -118,6 +118,45 @@ def test_translate_cli_reads_a_file_and_keeps_line_order(finished_run, tmp_path)
     assert len(lines) == 4 and lines[1] == "" and lines[3] == ""
 
 
+def test_examples_are_the_first_test_translations(finished_run, data):
+    out, summary = finished_run
+    hypotheses = (out / "model" / "hyp.test2016.en").read_text(encoding="utf-8").split("\n")
+    sources = (data / "test2016.de").read_text(encoding="utf-8").split("\n")
+    references = (data / "test2016.en").read_text(encoding="utf-8").split("\n")
+    assert summary["examples"] == [
+        {"source": sources[i], "translation": hypotheses[i], "reference": references[i]} for i in range(5)
+    ]
+
+
+def test_a_run_reads_its_corpus_once_and_loads_its_final_model_once(data, tmp_path, monkeypatch):
+    from transformers import AutoModelForSeq2SeqLM
+
+    from train import data as data_module
+
+    calls = []
+    for owner, name in ((data_module, "load_parallel"), (AutoModelForSeq2SeqLM, "from_pretrained")):
+        original = getattr(owner, name)
+
+        def spy(*args, _original=original, _name=name, **kwargs):
+            calls.append((_name, str(args[0])))
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(owner, name, spy)
+    summary = train(
+        TrainConfig.from_dict(tiny_settings(data, tmp_path / "out", max_steps=4, eval_steps=4, average_last=1))
+    )
+    assert summary["test"]["num_sentences"] == 30 and len(summary["examples"]) == 5
+    assert calls == [("load_parallel", str(data)), ("from_pretrained", str(tmp_path / "out" / "model"))]
+
+
+def test_a_misspelt_split_stops_the_run_before_training(data, tmp_path):
+    for setting in ("test_split", "eval_split", "train_split"):
+        out = tmp_path / setting
+        with pytest.raises(ValueError, match=r"no split\(s\) \['tst2016'\]; available: \['test2016', 'train', 'val'\]"):
+            train(TrainConfig.from_dict(tiny_settings(data, out, **{setting: "tst2016"})))
+        assert not any(out.glob("checkpoint-*")) and not (out / "tokenizer").exists()
+
+
 def test_existing_run_needs_resume(finished_run):
     out, _ = finished_run
     settings = tiny_settings(Path("unused"), out)
