@@ -2,8 +2,10 @@
 (greedy and beam) reproduces the targets on unseen inputs."""
 
 import torch
+from transformers import get_scheduler
 
 import hf_vanilla_transformer as hvt
+from train.schedule import LR_SCHEDULER_TYPE, peak_learning_rate
 
 SYMBOLS = 10  # ids 4..13; 0-3 are <pad> <s> </s> <unk>
 
@@ -33,13 +35,13 @@ def test_small_preset_learns_to_reverse():
         max_position_embeddings=32,
     )
     model = hvt.VanillaTransformerForConditionalGeneration(config)
-    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3, betas=(0.9, 0.98), eps=1e-9)
+    steps, warmup = 400, 50
+    # The training recipe's optimiser and schedule (§5.3, `train.schedule`), peak 3.5e-3 at step 50.
+    peak = peak_learning_rate(config.d_model, warmup, factor=0.2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=peak, betas=(0.9, 0.98), eps=1e-9)
+    schedule = get_scheduler(LR_SCHEDULER_TYPE, optimizer, num_warmup_steps=warmup, num_training_steps=steps)
     g = torch.Generator().manual_seed(0)
     model.train()
-    steps, warmup = 400, 50
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min((step + 1) / warmup, (steps - step) / (steps - warmup))
-    )
     for _ in range(steps):
         src, mask, tgt = make_batch(64, g)
         loss = model(input_ids=src, attention_mask=mask, labels=tgt).loss

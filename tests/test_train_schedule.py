@@ -1,46 +1,42 @@
-"""Tests of `train.schedule`: the §5.3 learning rate and Adam settings."""
+"""The learning-rate schedule and optimiser training really uses (§5.3): the Trainer's, built from
+`train.train.training_arguments`, compared step by step with the paper's formula written out here."""
 
 from __future__ import annotations
 
 import math
-import pickle
 
 import pytest
 import torch
-from transformers import TrainingArguments, get_scheduler
+from datasets import Dataset
 
-from train.schedule import adam_for_transformer, noam_lr, noam_schedule
-
-
-def closed_form(step: int, d_model: int, warmup: int) -> float:
-    """The paper's formula, written out independently."""
-    if step <= warmup:
-        return step / (math.sqrt(d_model) * warmup**1.5)
-    return 1 / math.sqrt(d_model * step)
+from tests.helpers import tiny_model
+from train.config import TrainConfig
+from train.schedule import peak_learning_rate
+from train.train import training_arguments
+from train.trainer import TokenBudgetSeq2SeqTrainer
 
 
-@pytest.mark.parametrize("step", [1, 2, 100, 3999, 4000, 4001, 10_000, 100_000])
-def test_noam_lr_matches_closed_form(step: int) -> None:
-    assert noam_lr(step, 512, 4000) == pytest.approx(closed_form(step, 512, 4000), rel=1e-12)
-    assert noam_lr(step, 512, 4000, factor=2.0) == pytest.approx(2 * closed_form(step, 512, 4000), rel=1e-12)
+def paper_lrate(step_num: int, d_model: int, warmup: int) -> float:
+    """§5.3: d_model^-0.5 * min(step_num^-0.5, step_num * warmup^-1.5), written out independently."""
+    if step_num <= warmup:
+        return step_num / (math.sqrt(d_model) * warmup**1.5)
+    return 1 / math.sqrt(d_model * step_num)
 
 
-def test_noam_lr_peaks_at_warmup() -> None:
-    values = [noam_lr(step, 512, 4000) for step in range(1, 20_001)]
-    assert values.index(max(values)) + 1 == 4000
-    assert max(values) == pytest.approx((512 * 4000) ** -0.5) == pytest.approx(6.988e-4, rel=1e-3)
+def training_optimizer_and_scheduler(tmp_path, **settings):
+    """The optimiser and scheduler a training run builds, for a model of width 32."""
+    cfg = TrainConfig.from_dict({"output_dir": str(tmp_path), **settings})
+    model = tiny_model()
+    unused = Dataset.from_dict({"input_ids": [[4, 2]], "labels": [[4, 2]]})  # the Trainer wants one to validate on
+    trainer = TokenBudgetSeq2SeqTrainer(
+        model=model, args=training_arguments(cfg, model.config.d_model), eval_dataset=unused, max_tokens=64
+    )
+    trainer.create_optimizer_and_scheduler(num_training_steps=cfg.max_steps)
+    return trainer.optimizer, trainer.lr_scheduler
 
 
-def test_noam_lr_rejects_step_zero_and_bad_sizes() -> None:
-    with pytest.raises(ValueError, match="step counts from 1"):
-        noam_lr(0, 512, 4000)
-    with pytest.raises(ValueError, match="warmup must be >= 1"):
-        noam_lr(1, 512, 0)
-
-
-def run_schedule(scheduler: torch.optim.lr_scheduler.LRScheduler, steps: int) -> list[float]:
-    """The learning rate used by each of the first `steps` optimizer updates."""
-    optimizer = scheduler.optimizer
+def rates_of_updates(optimizer, scheduler, steps: int) -> list[float]:
+    """The learning rate each of the first `steps` optimizer updates uses (as in the training loop)."""
     rates = []
     for _ in range(steps):
         rates.append(optimizer.param_groups[0]["lr"])
@@ -49,48 +45,42 @@ def run_schedule(scheduler: torch.optim.lr_scheduler.LRScheduler, steps: int) ->
     return rates
 
 
-def make_optimizer(lr: float = 123.0) -> torch.optim.Adam:
-    return adam_for_transformer([torch.nn.Parameter(torch.zeros(2))], lr=lr)
-
-
-def test_noam_schedule_gives_absolute_lr_from_step_one() -> None:
-    d_model, warmup = 64, 10
-    rates = run_schedule(noam_schedule(make_optimizer(), d_model, warmup), 50)
-    assert rates == pytest.approx([closed_form(k + 1, d_model, warmup) for k in range(50)], rel=1e-12)
-    scaled = run_schedule(noam_schedule(make_optimizer(), d_model, warmup, factor=2.0), 50)
-    assert scaled == pytest.approx([2 * r for r in rates], rel=1e-12)
-
-
-def test_noam_schedule_resumes_from_state_dict() -> None:
-    """As the Trainer resumes: optimizer and scheduler state are both saved and loaded."""
-    first = noam_schedule(make_optimizer(), 64, 10)
-    run_schedule(first, 7)
-    saved = pickle.loads(pickle.dumps((first.optimizer.state_dict(), first.state_dict())))
-    resumed = noam_schedule(make_optimizer(), 64, 10)
-    resumed.optimizer.load_state_dict(saved[0])
-    resumed.load_state_dict(saved[1])
-    assert run_schedule(resumed, 5) == pytest.approx([closed_form(k + 1, 64, 10) for k in range(7, 12)], rel=1e-12)
-
-
-def test_transformers_inverse_sqrt_is_the_paper_schedule_one_step_later() -> None:
-    """hf-v5-facts.md: `inverse_sqrt` with `learning_rate = (d_model * warmup) ** -0.5` and
-    `warmup_steps = warmup` reproduces §5.3 shifted by one step. Update k (from 0) of the
-    Trainer's schedule uses lrate(k), so its first update has lr 0; `noam_schedule` uses lrate(k+1)."""
-    d_model, warmup, steps = 64, 10, 60
-    args = TrainingArguments(output_dir="unused", warmup_steps=warmup, lr_scheduler_type="inverse_sqrt")
-    hf = get_scheduler(
-        args.lr_scheduler_type,
-        optimizer=make_optimizer(lr=(d_model * warmup) ** -0.5),
-        num_warmup_steps=args.get_warmup_steps(steps),
-        num_training_steps=steps,
+@pytest.mark.parametrize(("warmup", "factor"), [(10, 1.0), (7, 2.5)])
+def test_training_schedule_is_the_paper_formula_one_update_late(tmp_path, warmup, factor):
+    """Update k (from 0) uses factor * lrate(k): 0 for the first update, then the paper's curve."""
+    d_model, steps = 32, 80
+    optimizer, scheduler = training_optimizer_and_scheduler(
+        tmp_path, warmup_steps=warmup, lr_factor=factor, max_steps=steps
     )
-    hf_rates = run_schedule(hf, steps + 1)
-    ours = run_schedule(noam_schedule(make_optimizer(), d_model, warmup), steps)
-    assert hf_rates[0] == 0.0
-    assert hf_rates[1:] == pytest.approx(ours, rel=1e-12)
+    rates = rates_of_updates(optimizer, scheduler, steps)
+    assert rates[0] == 0.0
+    assert rates[1:] == pytest.approx([factor * paper_lrate(k, d_model, warmup) for k in range(1, steps)], rel=1e-12)
+    assert max(rates) == pytest.approx(factor * (d_model * warmup) ** -0.5, rel=1e-12) == rates[warmup]
 
 
-def test_adam_uses_paper_hyper_parameters() -> None:
-    optimizer = make_optimizer(lr=0.5)
-    group = optimizer.param_groups[0]
-    assert (group["lr"], group["betas"], group["eps"]) == (0.5, (0.9, 0.98), 1e-9)
+def test_warmup_total_falls_short_by_one_peak_update(tmp_path):
+    """The `train.schedule` docstring's claim: over the warm-up the summed rate is short by one
+    update at the peak rate, 2 / warmup of the paper's warm-up total."""
+    d_model, warmup = 32, 40
+    optimizer, scheduler = training_optimizer_and_scheduler(tmp_path, warmup_steps=warmup, lr_factor=1.0)
+    used = sum(rates_of_updates(optimizer, scheduler, warmup))
+    paper = sum(paper_lrate(k + 1, d_model, warmup) for k in range(warmup))
+    peak = (d_model * warmup) ** -0.5
+    assert paper - used == pytest.approx(peak, rel=1e-9)
+    assert (paper - used) / paper == pytest.approx(2 / (warmup + 1), rel=1e-9)  # ~2 / warmup
+
+
+def test_training_optimizer_is_the_papers_adam(tmp_path):
+    optimizer, _ = training_optimizer_and_scheduler(tmp_path)
+    assert isinstance(optimizer, torch.optim.Adam | torch.optim.AdamW)
+    for group in optimizer.param_groups:
+        assert (group["betas"], group["eps"], group["weight_decay"]) == ((0.9, 0.98), 1e-9, 0.0)
+
+
+def test_peak_learning_rate() -> None:
+    assert peak_learning_rate(512, 4000) == pytest.approx(6.988e-4, rel=1e-3)  # the base model's peak
+    assert peak_learning_rate(256, 400, factor=0.25) == pytest.approx(7.8e-4, rel=1e-2)  # the quick recipe's
+    with pytest.raises(ValueError, match="warmup_steps must be >= 1"):
+        peak_learning_rate(512, 0)
+    with pytest.raises(ValueError, match="factor must be > 0"):
+        peak_learning_rate(512, 4000, factor=0.0)

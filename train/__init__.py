@@ -5,7 +5,7 @@ One module per concept; the command-line scripts are thin wrappers over these fu
 - `train.data`: load and validate parallel corpora, tokenize, filter by length (§5.1).
 - `train.batching`: token-budget batches of sentence pairs of similar length (§5.1).
 - `train.trainer`: a `Seq2SeqTrainer` that trains on those batches.
-- `train.schedule`: the warm-up / inverse-square-root learning rate and Adam settings (§5.3).
+- `train.schedule`: the warm-up / inverse-square-root learning rate (§5.3) as the Trainer runs it.
 - `train.average_checkpoints`: average the last checkpoints of a run (§6.1).
 - `train.evaluate`: sacreBLEU BLEU and chrF (§6.1).
 

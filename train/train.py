@@ -59,6 +59,7 @@ from train.data import (
     tokenized_references,
 )
 from train.evaluate import score
+from train.schedule import LR_SCHEDULER_TYPE, peak_learning_rate
 from train.trainer import TokenBudgetSeq2SeqTrainer
 
 logger = logging.getLogger("train")
@@ -121,19 +122,15 @@ def build_model(cfg: TrainConfig, tokenizer):
     return hvt.VanillaTransformerForConditionalGeneration(config)
 
 
-def peak_learning_rate(cfg: TrainConfig, d_model: int) -> float:
-    """§5.3: lrate = d_model^-0.5 * min(step^-0.5, step * warmup^-1.5), highest at step = warmup."""
-    return cfg.lr_factor * d_model**-0.5 * cfg.warmup_steps**-0.5
-
-
 def training_arguments(cfg: TrainConfig, d_model: int) -> Seq2SeqTrainingArguments:
-    """The paper's optimiser and schedule through Trainer settings. transformers' `inverse_sqrt`
-    schedule with this peak rate equals §5.3's formula, one step later (see train/schedule.py)."""
+    """The paper's optimiser and schedule (§5.3) through Trainer settings: Adam (AdamW without
+    weight decay) and transformers' `inverse_sqrt` schedule, §5.3's formula one update late (see
+    `train.schedule`)."""
     return Seq2SeqTrainingArguments(
         output_dir=cfg.output_dir,
         max_steps=cfg.max_steps,
-        learning_rate=peak_learning_rate(cfg, d_model),
-        lr_scheduler_type="inverse_sqrt",
+        learning_rate=peak_learning_rate(d_model, cfg.warmup_steps, cfg.lr_factor),
+        lr_scheduler_type=LR_SCHEDULER_TYPE,
         warmup_steps=cfg.warmup_steps,
         adam_beta1=cfg.adam_beta1,
         adam_beta2=cfg.adam_beta2,
