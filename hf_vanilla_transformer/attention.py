@@ -52,8 +52,8 @@ class MultiHeadAttention(nn.Module):
     `v_proj`), the usual equivalent layout; `out_proj` is W^O (§3.2.2).
 
     Decoding with a KV cache: self-attention appends this step's keys/values to
-    `past_key_values.self_attention_cache`; cross-attention projects the encoder output once, on the
-    first step, and reuses it afterwards (`past_key_values.is_updated[layer_idx]`).
+    `cache.self_attention_cache`; cross-attention projects the encoder output once, on the first
+    step, and reuses it afterwards (`cache.is_updated[layer_idx]`).
     """
 
     def __init__(
@@ -89,34 +89,34 @@ class MultiHeadAttention(nn.Module):
         hidden_states: torch.Tensor,
         key_value_states: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         **kwargs,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """hidden_states (B, T_q, d_model) are the queries; keys/values come from `key_value_states`
-        (B, T_k, d_model) for cross-attention, else from `hidden_states`. Returns (B, T_q, d_model)."""
+        (B, T_k, d_model) for cross-attention, else from `hidden_states`.
+        Returns the output (B, T_q, d_model) and the attention weights (B, h, T_q, T_k), or None
+        when the kernel does not compute them (SDPA)."""
         is_cross_attention = key_value_states is not None
         query = self._split_heads(self.q_proj(hidden_states))
 
-        cache = past_key_values
-        if isinstance(past_key_values, EncoderDecoderCache):
-            cache = (
-                past_key_values.cross_attention_cache if is_cross_attention else past_key_values.self_attention_cache
-            )
+        layer_cache = cache
+        if isinstance(cache, EncoderDecoderCache):
+            layer_cache = cache.cross_attention_cache if is_cross_attention else cache.self_attention_cache
         reuse_cross = (
             is_cross_attention
-            and isinstance(past_key_values, EncoderDecoderCache)
-            and past_key_values.is_updated.get(self.layer_idx, False)
+            and isinstance(cache, EncoderDecoderCache)
+            and cache.is_updated.get(self.layer_idx, False)
         )
-        if reuse_cross:
-            key, value = cache.layers[self.layer_idx].keys, cache.layers[self.layer_idx].values
+        if reuse_cross:  # the encoder output does not change while decoding: project it once
+            key, value = layer_cache.layers[self.layer_idx].keys, layer_cache.layers[self.layer_idx].values
         else:
             source = key_value_states if is_cross_attention else hidden_states
             key = self._split_heads(self.k_proj(source))
             value = self._split_heads(self.v_proj(source))
-            if cache is not None:
-                key, value = cache.update(key, value, self.layer_idx)
-                if is_cross_attention and isinstance(past_key_values, EncoderDecoderCache):
-                    past_key_values.is_updated[self.layer_idx] = True
+            if layer_cache is not None:
+                key, value = layer_cache.update(key, value, self.layer_idx)
+                if is_cross_attention and isinstance(cache, EncoderDecoderCache):
+                    cache.is_updated[self.layer_idx] = True
 
         attention: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, scaled_dot_product_attention

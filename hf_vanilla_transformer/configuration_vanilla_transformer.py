@@ -4,13 +4,21 @@ Field names follow transformers' Marian/BART configs so that tooling written for
 (Trainer, generation, the cache sizing in `get_text_config`) works unchanged. Every option that
 departs from the paper is a named field whose default is the paper's choice.
 
-Presets (paper Table 3 and a CPU-sized one):
+Presets (`PRESETS`, `VanillaTransformerConfig.from_preset(name, **overrides)`): the paper's Table 3
+models, a CPU-sized one, and a tiny one for tests and toy tasks (runs in milliseconds):
 
 | preset  | d_model | layers | heads | d_ff | dropout | params (37k vocab) |
 |---------|---------|--------|-------|------|---------|--------------------|
 | `base`  | 512     | 6+6    | 8     | 2048 | 0.1     | ~63M               |
 | `big`   | 1024    | 6+6    | 16    | 4096 | 0.3     | ~214M              |
 | `small` | 256     | 3+3    | 4     | 1024 | 0.1     | CPU training       |
+| `tiny`  | 32      | 2+2    | 4     | 64   | 0.0     | tests, toy tasks   |
+
+Decoding settings (beam size, length penalty and its GNMT form, maximum length) are not config fields:
+they live in the model's `generation_config` (`generation.py`). Label smoothing is a training choice:
+`forward(label_smoothing=...)`. Configs saved by earlier versions with `length_penalty_form` or
+`label_smoothing` fields still load (unknown fields become plain attributes; the first is still honoured
+by `generate()` when the generation config does not set it, the second is ignored).
 """
 
 from __future__ import annotations
@@ -18,14 +26,14 @@ from __future__ import annotations
 from typing import Literal
 
 from huggingface_hub.dataclasses import strict
-from huggingface_hub.errors import StrictDataclassClassValidationError
 from transformers import PreTrainedConfig
+
+from .compat import unwrap_strict_validation_errors
 
 POSITION_EMBEDDING_TYPES = ("sinusoidal", "learned")
 SINUSOIDAL_LAYOUTS = ("interleaved", "concat")
 LAYER_NORM_POSITIONS = ("post", "pre")
 ACTIVATIONS = ("relu", "gelu")
-LENGTH_PENALTY_FORMS = ("gnmt", "hf")
 
 
 @strict
@@ -37,8 +45,10 @@ class VanillaTransformerConfig(PreTrainedConfig):
         d_model: model width `d_model` (§3, 512 in the base model).
         encoder_layers / decoder_layers: `N`, the number of stacked layers (§3.1, 6).
         encoder_attention_heads / decoder_attention_heads: `h`, heads per attention (§3.2.2, 8).
-        head_dim: per-head key/value size `d_k = d_v`; `None` means `d_model / h` (§3.2.2).
-            Table 3 (rows A, B) varies it independently of `d_model`.
+        head_dim: per-head key/value size `d_k = d_v`; `None` means `d_model / h` (§3.2.2) and is
+            resolved to that number when both stacks have the same `h` (transformers' generic code,
+            such as cache shapes and export, reads `config.head_dim` as an int, as `LlamaConfig`
+            resolves it). Table 3 (rows A, B) varies it independently of `d_model`.
         attention_bias: biases in the Q/K/V/output projections. The paper's projection matrices
             W^Q, W^K, W^V, W^O have none (§3.2.2, as in tensor2tensor); fairseq, Marian and
             `torch.nn.MultiheadAttention` add them.
@@ -58,15 +68,11 @@ class VanillaTransformerConfig(PreTrainedConfig):
         scale_embedding: multiply token embeddings by `sqrt(d_model)` (§3.4).
         share_encoder_decoder_embeddings: one embedding matrix for source and target (§3.4).
         tie_word_embeddings: tie the pre-softmax projection to the (decoder) embedding (§3.4).
-        label_smoothing: epsilon_ls of the training loss (§5.4 uses 0.1). Default 0 so that
-            `loss` is the plain negative log-likelihood; the training recipe sets 0.1.
-        length_penalty_form: `"gnmt"` scores finished beams by `logp / ((5 + len) / 6) ** alpha`
-            as the paper does (§6.1, via Wu et al. 2016); `"hf"` keeps transformers' `logp / len ** alpha`.
         init_std: std of the normal init used only for learned position embeddings.
     """
 
     model_type = "vanilla_transformer"
-    keys_to_ignore_at_inference = ["past_key_values"]
+    keys_to_ignore_at_inference = ["cache", "past_key_values"]  # the name before transformers 5.24
     attribute_map = {
         "num_attention_heads": "encoder_attention_heads",
         "hidden_size": "d_model",
@@ -95,8 +101,6 @@ class VanillaTransformerConfig(PreTrainedConfig):
     scale_embedding: bool = True
     share_encoder_decoder_embeddings: bool = True
     tie_word_embeddings: bool = True
-    label_smoothing: float | int = 0.0
-    length_penalty_form: Literal["gnmt", "hf"] = "gnmt"
     init_std: float = 0.02
     pad_token_id: int | None = 0
     bos_token_id: int | None = 1
@@ -105,6 +109,12 @@ class VanillaTransformerConfig(PreTrainedConfig):
     use_cache: bool = True
     is_encoder_decoder: bool = True
     is_decoder: bool = False
+
+    def __post_init__(self, **kwargs):
+        heads = {self.encoder_attention_heads, self.decoder_attention_heads}
+        if self.head_dim is None and len(heads) == 1 and self.d_model % self.encoder_attention_heads == 0:
+            self.head_dim = self.d_model // self.encoder_attention_heads
+        super().__post_init__(**kwargs)
 
     # ------------------------------------------------------------------ validation
     def validate_architecture(self):
@@ -138,8 +148,6 @@ class VanillaTransformerConfig(PreTrainedConfig):
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {value}")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.layer_norm_eps <= 0:
             raise ValueError(f"layer_norm_eps must be > 0, got {self.layer_norm_eps}")
 
@@ -150,7 +158,6 @@ class VanillaTransformerConfig(PreTrainedConfig):
             ("sinusoidal_layout", SINUSOIDAL_LAYOUTS),
             ("layer_norm_position", LAYER_NORM_POSITIONS),
             ("activation_function", ACTIVATIONS),
-            ("length_penalty_form", LENGTH_PENALTY_FORMS),
         ):
             value = getattr(self, name)
             if value not in allowed:
@@ -166,71 +173,80 @@ class VanillaTransformerConfig(PreTrainedConfig):
 
     # ------------------------------------------------------------------ presets
     @classmethod
+    def from_preset(cls, name: str, **overrides) -> VanillaTransformerConfig:
+        """The preset `name` (see `PRESETS`) with `overrides` applied, e.g. `from_preset("small", vocab_size=8000)`."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        return cls(**{**PRESETS[name], **overrides})
+
+    @classmethod
     def base(cls, **overrides) -> VanillaTransformerConfig:
         """Transformer (base model), paper Table 3: d_model 512, 6+6 layers, 8 heads, d_ff 2048, P_drop 0.1."""
-        return cls(**{**_BASE, **overrides})
+        return cls.from_preset("base", **overrides)
 
     @classmethod
     def big(cls, **overrides) -> VanillaTransformerConfig:
         """Transformer (big), paper Table 3: d_model 1024, 6+6 layers, 16 heads, d_ff 4096, P_drop 0.3."""
-        return cls(**{**_BIG, **overrides})
+        return cls.from_preset("big", **overrides)
 
     @classmethod
     def small(cls, **overrides) -> VanillaTransformerConfig:
         """CPU-sized model for small corpora (e.g. Multi30k): d_model 256, 3+3 layers, 4 heads, d_ff 1024."""
-        return cls(**{**_SMALL, **overrides})
+        return cls.from_preset("small", **overrides)
+
+    @classmethod
+    def tiny(cls, **overrides) -> VanillaTransformerConfig:
+        """A model that runs in milliseconds, for tests and toy tasks: d_model 32, 2+2 layers, 4 heads, d_ff 64."""
+        return cls.from_preset("tiny", **overrides)
 
 
-_BASE = dict(
-    d_model=512,
-    encoder_layers=6,
-    decoder_layers=6,
-    encoder_attention_heads=8,
-    decoder_attention_heads=8,
-    encoder_ffn_dim=2048,
-    decoder_ffn_dim=2048,
-    dropout=0.1,
-)
-_BIG = dict(
-    d_model=1024,
-    encoder_layers=6,
-    decoder_layers=6,
-    encoder_attention_heads=16,
-    decoder_attention_heads=16,
-    encoder_ffn_dim=4096,
-    decoder_ffn_dim=4096,
-    dropout=0.3,
-)
-_SMALL = dict(
-    d_model=256,
-    encoder_layers=3,
-    decoder_layers=3,
-    encoder_attention_heads=4,
-    decoder_attention_heads=4,
-    encoder_ffn_dim=1024,
-    decoder_ffn_dim=1024,
-    dropout=0.1,
-    max_position_embeddings=512,
-)
+PRESETS: dict[str, dict] = {
+    "base": dict(
+        d_model=512,
+        encoder_layers=6,
+        decoder_layers=6,
+        encoder_attention_heads=8,
+        decoder_attention_heads=8,
+        encoder_ffn_dim=2048,
+        decoder_ffn_dim=2048,
+        dropout=0.1,
+    ),
+    "big": dict(
+        d_model=1024,
+        encoder_layers=6,
+        decoder_layers=6,
+        encoder_attention_heads=16,
+        decoder_attention_heads=16,
+        encoder_ffn_dim=4096,
+        decoder_ffn_dim=4096,
+        dropout=0.3,
+    ),
+    "small": dict(
+        d_model=256,
+        encoder_layers=3,
+        decoder_layers=3,
+        encoder_attention_heads=4,
+        decoder_attention_heads=4,
+        encoder_ffn_dim=1024,
+        decoder_ffn_dim=1024,
+        dropout=0.1,
+        max_position_embeddings=512,
+    ),
+    "tiny": dict(
+        vocab_size=64,
+        d_model=32,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_attention_heads=4,
+        decoder_attention_heads=4,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        dropout=0.0,
+        max_position_embeddings=64,
+    ),
+}
+"""Named sizes: the paper's Table 3 `base` and `big`, the CPU-sized `small`, and `tiny` for tests."""
 
+unwrap_strict_validation_errors(VanillaTransformerConfig)
 
-def _raise_value_errors(strict_validate):
-    """`@strict` wraps a validator's ValueError in its own exception type, which is not a ValueError.
-    Unwrap it so that users can `except ValueError` and read the offending value directly."""
-
-    def validate(self) -> None:
-        try:
-            strict_validate(self)
-        except StrictDataclassClassValidationError as error:
-            cause = error.__cause__
-            if isinstance(cause, ValueError):
-                raise ValueError(f"Invalid VanillaTransformerConfig: {cause}") from None
-            raise
-
-    validate.__is_defined_by_strict_decorator__ = True  # lets @strict subclasses override it again
-    return validate
-
-
-VanillaTransformerConfig.validate = _raise_value_errors(VanillaTransformerConfig.validate)
-
-__all__ = ["VanillaTransformerConfig"]
+__all__ = ["PRESETS", "VanillaTransformerConfig"]

@@ -1,7 +1,7 @@
-"""Encoder and decoder layers (§3.1) built from attention (§3.2) and the position-wise FFN (§3.3).
+"""Encoder and decoder layers (§3.1), built from attention (§3.2), the position-wise FFN (§3.3) and a
+residual connection with layer normalisation around each of them (§3.1, dropout from §5.4).
 
-Every sub-layer is wrapped in a residual connection with layer normalisation. The paper's "post-LN"
-form (§3.1, dropout from §5.4) is
+The paper's "post-LN" sub-layer connection is
 
     LayerNorm(x + Dropout(Sublayer(x)))
 
@@ -9,8 +9,14 @@ and the optional "pre-LN" form (Wang et al. 2019; Xiong et al. 2020), common in 
 
     x + Dropout(Sublayer(LayerNorm(x)))     with one more LayerNorm after the last layer.
 
-Module names follow transformers' Marian/BART (`self_attn`, `self_attn_layer_norm`, `encoder_attn`,
-`encoder_attn_layer_norm`, `fc1`, `fc2`, `final_layer_norm`) so that weights map one to one.
+Each connection is one line of a layer's `forward`:
+
+    x, weights = self.self_attn_layer_norm.residual(self.self_attn, x, attention_mask=mask)
+    x, _ = self.final_layer_norm.residual(self.feed_forward, x)
+
+Parameter names follow transformers' Marian/BART (`self_attn`, `self_attn_layer_norm`, `encoder_attn`,
+`encoder_attn_layer_norm`, `final_layer_norm`), so that their weights map one to one; the FFN's
+`fc1`/`fc2` sit in its own module, `feed_forward`.
 """
 
 from __future__ import annotations
@@ -27,73 +33,76 @@ from .attention import MultiHeadAttention
 from .configuration_vanilla_transformer import VanillaTransformerConfig
 
 
-def residual(
-    x: torch.Tensor,
-    sublayer: Callable[[torch.Tensor], torch.Tensor],
-    norm: nn.LayerNorm,
-    dropout: float,
-    training: bool,
-    pre_ln: bool,
-) -> torch.Tensor:
-    """Residual connection around `sublayer` with LayerNorm after (paper) or before (pre-LN) it."""
-    if pre_ln:
-        return x + nn.functional.dropout(sublayer(norm(x)), p=dropout, training=training)
-    return norm(x + nn.functional.dropout(sublayer(x), p=dropout, training=training))
+class ResidualLayerNorm(nn.LayerNorm):
+    """A sub-layer's LayerNorm together with the residual connection around the sub-layer (§3.1, §5.4).
+
+    Called as a module it is a plain `LayerNorm`; `residual(sublayer, x, ...)` applies the whole
+    sub-layer connection, post-LN (the paper) or pre-LN.
+    """
+
+    def __init__(self, d_model: int, eps: float, dropout: float, pre_ln: bool):
+        super().__init__(d_model, eps=eps)
+        self.dropout = dropout
+        self.pre_ln = pre_ln
+
+    def residual(
+        self, sublayer: Callable[..., torch.Tensor | tuple], x: torch.Tensor, **kwargs
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x (B, T, d_model) -> (LayerNorm(x + Dropout(sublayer(x, **kwargs))), the sub-layer's extra output).
+
+        A sub-layer may return `(output, attention_weights)`; the weights are passed back, else None.
+        """
+        out = sublayer(self(x) if self.pre_ln else x, **kwargs)
+        out, extra = out if isinstance(out, tuple) else (out, None)
+        x = x + nn.functional.dropout(out, p=self.dropout, training=self.training)
+        return (x if self.pre_ln else self(x)), extra
 
 
-class FeedForwardMixin:
-    """FFN(x) = max(0, x W_1 + b_1) W_2 + b_2, applied to each position separately (§3.3, eq. 2)."""
+class PositionwiseFeedForward(nn.Module):
+    """FFN(x) = max(0, x W_1 + b_1) W_2 + b_2, applied to each position separately and identically (§3.3, eq. 2)."""
 
-    fc1: nn.Linear
-    fc2: nn.Linear
-
-    def _init_ffn(self, config: VanillaTransformerConfig, ffn_dim: int) -> None:
+    def __init__(self, config: VanillaTransformerConfig, ffn_dim: int):
+        super().__init__()
         self.fc1 = nn.Linear(config.d_model, ffn_dim)  # W_1, b_1: d_model -> d_ff
         self.fc2 = nn.Linear(ffn_dim, config.d_model)  # W_2, b_2: d_ff -> d_model
         self.activation_fn = ACT2FN[config.activation_function]
-        self.activation_dropout = config.activation_dropout
+        self.activation_dropout = config.activation_dropout  # not in the paper; 0 by default
 
-    def feed_forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, T, d_model) -> (B, T, d_model)"""
         hidden = self.activation_fn(self.fc1(x))
         hidden = nn.functional.dropout(hidden, p=self.activation_dropout, training=self.training)
         return self.fc2(hidden)
 
 
-class EncoderLayer(GradientCheckpointingLayer, FeedForwardMixin):
+def _residual_norm(config: VanillaTransformerConfig) -> ResidualLayerNorm:
+    return ResidualLayerNorm(config.d_model, config.layer_norm_eps, config.dropout, config.layer_norm_position == "pre")
+
+
+class EncoderLayer(GradientCheckpointingLayer):
     """Encoder layer (§3.1): multi-head self-attention, then the position-wise FFN."""
 
     def __init__(self, config: VanillaTransformerConfig, layer_idx: int | None = None):
         super().__init__()
-        self.pre_ln = config.layer_norm_position == "pre"
-        self.dropout = config.dropout
         self.self_attn = MultiHeadAttention(
             config, config.encoder_attention_heads, config.encoder_head_dim, is_causal=False, layer_idx=layer_idx
         )
-        self.self_attn_layer_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
-        self._init_ffn(config, config.encoder_ffn_dim)
-        self.final_layer_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
+        self.self_attn_layer_norm = _residual_norm(config)
+        self.feed_forward = PositionwiseFeedForward(config, config.encoder_ffn_dim)
+        self.final_layer_norm = _residual_norm(config)
 
     def forward(
         self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """hidden_states (B, S, d_model) -> (B, S, d_model), self-attention weights (B, h, S, S) or None."""
-        weights = None
-
-        def self_attention(x: torch.Tensor) -> torch.Tensor:
-            nonlocal weights
-            out, weights = self.self_attn(x, attention_mask=attention_mask, **kwargs)
-            return out
-
-        hidden_states = residual(
-            hidden_states, self_attention, self.self_attn_layer_norm, self.dropout, self.training, self.pre_ln
+        x, weights = self.self_attn_layer_norm.residual(
+            self.self_attn, hidden_states, attention_mask=attention_mask, **kwargs
         )
-        hidden_states = residual(
-            hidden_states, self.feed_forward, self.final_layer_norm, self.dropout, self.training, self.pre_ln
-        )
-        return hidden_states, weights
+        x, _ = self.final_layer_norm.residual(self.feed_forward, x)
+        return x, weights
 
 
-class DecoderLayer(GradientCheckpointingLayer, FeedForwardMixin):
+class DecoderLayer(GradientCheckpointingLayer):
     """Decoder layer (§3.1): masked self-attention, encoder-decoder attention, then the FFN.
 
     The self-attention mask stops position i from attending to positions after i (§3.1, §3.2.3),
@@ -102,15 +111,13 @@ class DecoderLayer(GradientCheckpointingLayer, FeedForwardMixin):
 
     def __init__(self, config: VanillaTransformerConfig, layer_idx: int | None = None):
         super().__init__()
-        self.pre_ln = config.layer_norm_position == "pre"
-        self.dropout = config.dropout
         heads, head_dim = config.decoder_attention_heads, config.decoder_head_dim
         self.self_attn = MultiHeadAttention(config, heads, head_dim, is_causal=True, layer_idx=layer_idx)
-        self.self_attn_layer_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
+        self.self_attn_layer_norm = _residual_norm(config)
         self.encoder_attn = MultiHeadAttention(config, heads, head_dim, is_causal=False, layer_idx=layer_idx)
-        self.encoder_attn_layer_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
-        self._init_ffn(config, config.decoder_ffn_dim)
-        self.final_layer_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
+        self.encoder_attn_layer_norm = _residual_norm(config)
+        self.feed_forward = PositionwiseFeedForward(config, config.decoder_ffn_dim)
+        self.final_layer_norm = _residual_norm(config)
 
     def forward(
         self,
@@ -118,44 +125,23 @@ class DecoderLayer(GradientCheckpointingLayer, FeedForwardMixin):
         attention_mask: torch.Tensor | None = None,
         encoder_hidden_states: torch.Tensor | None = None,
         encoder_attention_mask: torch.Tensor | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         **kwargs,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """hidden_states (B, T, d_model), encoder_hidden_states (B, S, d_model) -> (B, T, d_model),
         self-attention weights (B, h, T, T_past+T) and cross-attention weights (B, h, T, S), or None."""
-        self_weights = cross_weights = None
-
-        def self_attention(x: torch.Tensor) -> torch.Tensor:
-            nonlocal self_weights
-            out, self_weights = self.self_attn(
-                x, attention_mask=attention_mask, past_key_values=past_key_values, **kwargs
-            )
-            return out
-
-        def encoder_attention(x: torch.Tensor) -> torch.Tensor:
-            nonlocal cross_weights
-            out, cross_weights = self.encoder_attn(
+        x, self_weights = self.self_attn_layer_norm.residual(
+            self.self_attn, hidden_states, attention_mask=attention_mask, cache=cache, **kwargs
+        )
+        cross_weights = None
+        if encoder_hidden_states is not None:
+            x, cross_weights = self.encoder_attn_layer_norm.residual(
+                self.encoder_attn,
                 x,
                 key_value_states=encoder_hidden_states,
                 attention_mask=encoder_attention_mask,
-                past_key_values=past_key_values,
+                cache=cache,
                 **kwargs,
             )
-            return out
-
-        hidden_states = residual(
-            hidden_states, self_attention, self.self_attn_layer_norm, self.dropout, self.training, self.pre_ln
-        )
-        if encoder_hidden_states is not None:
-            hidden_states = residual(
-                hidden_states,
-                encoder_attention,
-                self.encoder_attn_layer_norm,
-                self.dropout,
-                self.training,
-                self.pre_ln,
-            )
-        hidden_states = residual(
-            hidden_states, self.feed_forward, self.final_layer_norm, self.dropout, self.training, self.pre_ln
-        )
-        return hidden_states, self_weights, cross_weights
+        x, _ = self.final_layer_norm.residual(self.feed_forward, x)
+        return x, self_weights, cross_weights

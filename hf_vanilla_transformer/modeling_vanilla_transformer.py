@@ -9,11 +9,11 @@ Map of the paper to this package:
 | §3.2.1 scaled dot-product attention        | `attention.scaled_dot_product_attention`           |
 | §3.2.2 multi-head attention                | `attention.MultiHeadAttention`                     |
 | §3.2.3 masking of future positions         | `create_causal_mask` in `VanillaTransformerDecoder` |
-| §3.3 position-wise feed-forward network    | `layers.FeedForwardMixin`                          |
+| §3.3 position-wise feed-forward network    | `layers.PositionwiseFeedForward`                   |
 | §3.4 shared embeddings, sqrt(d_model)      | `VanillaTransformerModel.shared`, `embed_scale`, `lm_head` tying |
 | §3.5 sinusoidal positional encoding        | `positional_encoding.py`                           |
-| §5.4 residual dropout, label smoothing     | `layers.residual`, `label_smoothed_nll_loss`       |
-| §6.1 beam 4, length penalty alpha 0.6      | `generation_config`, `_gnmt_rescale`               |
+| §5.4 residual dropout, label smoothing     | `layers.ResidualLayerNorm`, `label_smoothed_nll_loss` |
+| §6.1 beam 4, length penalty alpha 0.6      | `generation.py` (`paper_generation_config`, GNMT penalty) |
 
 Deviations from the paper (each is tested in `tests/`):
 
@@ -25,7 +25,7 @@ Deviations from the paper (each is tested in `tests/`):
 3. Label smoothing (§5.4) is torch's: the true class gets 1 - eps + eps/V, every class eps/V
    (Szegedy et al. 2016, the paper's reference [36]); fairseq spreads eps over the V-1 other classes.
    Padding positions are excluded from the loss, and the loss is averaged over target tokens.
-4. Length penalty: with `length_penalty_form="gnmt"` (default) finished hypotheses are ranked by
+4. Length penalty: with `length_penalty_form="gnmt"` (the generation config's default) finished hypotheses are ranked by
    `log p / ((5 + |Y|) / 6) ** alpha` as the paper does (§6.1, via Wu et al. 2016, where |Y| counts
    the generated tokens including EOS); transformers' own ranking `log p / |Y| ** alpha` is
    `length_penalty_form="hf"`.
@@ -43,7 +43,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import GenerationConfig, GenerationMixin, PreTrainedModel
+from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
 from transformers.masking_utils import create_bidirectional_mask, create_causal_mask
@@ -55,7 +55,9 @@ from transformers.modeling_outputs import (
 )
 from transformers.utils import can_return_tuple
 
+from .compat import cache_field, output_cache, resolve_cache
 from .configuration_vanilla_transformer import VanillaTransformerConfig
+from .generation import PaperGenerationMixin, paper_generation_config
 from .layers import DecoderLayer, EncoderLayer
 from .pipeline_translation import TranslationPipeline  # imported here so save_pretrained ships its file
 from .positional_encoding import LearnedPositionalEmbedding, SinusoidalPositionalEncoding, check_positions_fit
@@ -68,19 +70,6 @@ CUSTOM_PIPELINES = {
         "type": "text",
     }
 }
-
-
-def paper_generation_config(config: VanillaTransformerConfig) -> GenerationConfig:
-    """Decoding defaults of §6.1: beam size 4, length penalty alpha = 0.6, output length <= input + 50."""
-    return GenerationConfig(
-        num_beams=4,
-        length_penalty=0.6,
-        max_new_tokens_over_input=50,
-        bos_token_id=config.bos_token_id,
-        eos_token_id=config.eos_token_id,
-        pad_token_id=config.pad_token_id,
-        decoder_start_token_id=config.decoder_start_token_id,
-    )
 
 
 def shift_tokens_right(labels: torch.Tensor, pad_token_id: int, decoder_start_token_id: int) -> torch.Tensor:
@@ -106,6 +95,8 @@ def label_smoothed_nll_loss(
     accumulation and several processes average over all target tokens), else by the number of
     target tokens in this batch.
     """
+    if not 0.0 <= epsilon < 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1), got {epsilon}")
     labels = labels.to(logits.device)
     if pad_token_id is not None:
         labels = labels.masked_fill(labels == pad_token_id, -100)
@@ -134,6 +125,15 @@ class VanillaTransformerPreTrainedModel(PreTrainedModel):
     _supports_flash_attn = True
     _supports_flex_attn = True
     _can_compile_fullgraph = False
+
+    # Checkpoints saved before the FFN became its own module (`PositionwiseFeedForward`) hold
+    # `layers.N.fc1` / `fc2`, as Marian does; they load through this public `key_mapping`.
+    LEGACY_KEY_MAPPING = {r"layers\.(\d+)\.fc([12])\.": r"layers.\1.feed_forward.fc\2."}
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        kwargs.setdefault("key_mapping", cls.LEGACY_KEY_MAPPING)
+        return super().from_pretrained(*args, **kwargs)
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -260,36 +260,39 @@ class VanillaTransformerDecoder(_Stack):
         attention_mask: torch.Tensor | None = None,
         encoder_hidden_states: torch.Tensor | None = None,
         encoder_attention_mask: torch.Tensor | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
+        past_key_values: Cache | None = None,
         **kwargs,
     ) -> BaseModelOutputWithPastAndCrossAttentions:
         """input_ids (B, T) target prefix, encoder_hidden_states (B, S, d_model) -> (B, T, d_model).
 
         With `use_cache`, keys and values of past target positions are kept in an
-        `EncoderDecoderCache`; then only the new positions need to be passed.
+        `EncoderDecoderCache` (`cache`; `past_key_values` is its name before transformers 5.24);
+        then only the new positions need to be passed.
         """
         output_attentions, output_hidden_states = self._output_flags(kwargs)
+        cache = resolve_cache(cache, past_key_values, "decoder")
         use_cache = self.config.use_cache if use_cache is None else use_cache
-        if use_cache and past_key_values is None:
-            past_key_values = EncoderDecoderCache(DynamicCache(config=self.config), DynamicCache(config=self.config))
-        past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
+        if self.gradient_checkpointing and self.training:
+            use_cache = False  # recomputed layers must not append to the cache twice
+        if not use_cache:
+            cache = None
+        elif cache is None:
+            cache = EncoderDecoderCache(DynamicCache(config=self.config), DynamicCache(config=self.config))
+        past_length = cache.get_seq_length() if cache is not None else 0
         hidden_states = self.embed(input_ids, inputs_embeds, past_length, "decoder")
 
         batch_size, seq_len = hidden_states.shape[:2]
         if attention_mask is None:
             attention_mask = torch.ones(batch_size, past_length + seq_len, device=hidden_states.device)
-        self_attn_cache = (
-            past_key_values.self_attention_cache
-            if isinstance(past_key_values, EncoderDecoderCache)
-            else past_key_values
-        )
-        causal_mask = create_causal_mask(
-            config=self.config,
-            inputs_embeds=hidden_states,
-            attention_mask=attention_mask,
-            past_key_values=self_attn_cache,
+        self_attn_cache = cache.self_attention_cache if isinstance(cache, EncoderDecoderCache) else cache
+        causal_mask = create_causal_mask(  # the cache is positional: its keyword was renamed in 5.24
+            self.config,
+            hidden_states,
+            attention_mask,
+            self_attn_cache,
             position_ids=torch.arange(past_length, past_length + seq_len, device=hidden_states.device)[None],
         )
         cross_mask = None
@@ -310,7 +313,7 @@ class VanillaTransformerDecoder(_Stack):
                 causal_mask,
                 encoder_hidden_states,  # positional for gradient checkpointing
                 encoder_attention_mask=cross_mask,
-                past_key_values=past_key_values if use_cache else None,
+                cache=cache,
                 **kwargs,
             )
             if output_attentions:
@@ -321,10 +324,10 @@ class VanillaTransformerDecoder(_Stack):
             all_hidden.append(hidden_states)
         return BaseModelOutputWithPastAndCrossAttentions(
             last_hidden_state=hidden_states,
-            past_key_values=past_key_values if use_cache else None,
             hidden_states=tuple(all_hidden) if output_hidden_states else None,
             attentions=tuple(all_self) if output_attentions else None,
             cross_attentions=tuple(all_cross) if output_attentions and encoder_hidden_states is not None else None,
+            **cache_field(cache),
         )
 
 
@@ -370,10 +373,11 @@ class VanillaTransformerModel(VanillaTransformerPreTrainedModel):
         decoder_input_ids: torch.LongTensor | None = None,
         decoder_attention_mask: torch.Tensor | None = None,
         encoder_outputs: tuple | BaseModelOutput | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         decoder_inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
+        past_key_values: Cache | None = None,
         **kwargs,
     ) -> Seq2SeqModelOutput:
         """input_ids (B, S) source, decoder_input_ids (B, T) shifted target -> (B, T, d_model).
@@ -402,14 +406,14 @@ class VanillaTransformerModel(VanillaTransformerPreTrainedModel):
             attention_mask=decoder_attention_mask,
             encoder_hidden_states=encoder_outputs.last_hidden_state,
             encoder_attention_mask=attention_mask,
-            past_key_values=past_key_values,
+            cache=resolve_cache(cache, past_key_values, "VanillaTransformerModel"),
             inputs_embeds=decoder_inputs_embeds,
             use_cache=use_cache,
             **kwargs,
         )
         return Seq2SeqModelOutput(
             last_hidden_state=decoder_outputs.last_hidden_state,
-            past_key_values=decoder_outputs.past_key_values,
+            **cache_field(output_cache(decoder_outputs)),
             decoder_hidden_states=decoder_outputs.hidden_states,
             decoder_attentions=decoder_outputs.attentions,
             cross_attentions=decoder_outputs.cross_attentions,
@@ -419,12 +423,7 @@ class VanillaTransformerModel(VanillaTransformerPreTrainedModel):
         )
 
 
-def _gnmt_rescale(lengths: torch.Tensor | int, alpha: float) -> torch.Tensor | float:
-    """Factor turning transformers' `score / len**alpha` into GNMT's `score / ((5 + len) / 6)**alpha`."""
-    return (lengths**alpha) / (((5 + lengths) / 6) ** alpha)
-
-
-class VanillaTransformerForConditionalGeneration(VanillaTransformerPreTrainedModel, GenerationMixin):
+class VanillaTransformerForConditionalGeneration(PaperGenerationMixin, VanillaTransformerPreTrainedModel):
     """Encoder-decoder with the pre-softmax linear layer (§3.4), loss and `generate()`.
 
     `lm_head` shares its weight with the embeddings (`tie_word_embeddings`, §3.4); no output bias.
@@ -479,16 +478,20 @@ class VanillaTransformerForConditionalGeneration(VanillaTransformerPreTrainedMod
         decoder_input_ids: torch.LongTensor | None = None,
         decoder_attention_mask: torch.Tensor | None = None,
         encoder_outputs: tuple | BaseModelOutput | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         decoder_inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         num_items_in_batch: int | torch.Tensor | None = None,
+        label_smoothing: float | None = None,
+        past_key_values: Cache | None = None,
         **kwargs,
     ) -> Seq2SeqLMOutput:
         """labels (B, T): target ids ending in `</s>`; -100 and padding are ignored by the loss.
-        Returns logits (B, T, V) over the shared vocabulary and, with labels, the loss (§5.4)."""
+        Returns logits (B, T, V) over the shared vocabulary and, with labels, the loss: the
+        label-smoothed cross-entropy with epsilon `label_smoothing` (§5.4 uses 0.1; default 0, the
+        plain negative log-likelihood), averaged over target tokens."""
         if labels is not None:
             use_cache = False
             if decoder_input_ids is None and decoder_inputs_embeds is None:
@@ -499,7 +502,7 @@ class VanillaTransformerForConditionalGeneration(VanillaTransformerPreTrainedMod
             decoder_input_ids=decoder_input_ids,
             decoder_attention_mask=decoder_attention_mask,
             encoder_outputs=encoder_outputs,
-            past_key_values=past_key_values,
+            cache=resolve_cache(cache, past_key_values, "VanillaTransformerForConditionalGeneration"),
             inputs_embeds=inputs_embeds,
             decoder_inputs_embeds=decoder_inputs_embeds,
             use_cache=use_cache,
@@ -509,72 +512,18 @@ class VanillaTransformerForConditionalGeneration(VanillaTransformerPreTrainedMod
         loss = None
         if labels is not None:
             loss = label_smoothed_nll_loss(
-                logits, labels, self.config.label_smoothing, self.config.pad_token_id, num_items_in_batch
+                logits, labels, label_smoothing or 0.0, self.config.pad_token_id, num_items_in_batch
             )
         return Seq2SeqLMOutput(
             loss=loss,
             logits=logits,
-            past_key_values=outputs.past_key_values,
+            **cache_field(output_cache(outputs)),
             decoder_hidden_states=outputs.decoder_hidden_states,
             decoder_attentions=outputs.decoder_attentions,
             cross_attentions=outputs.cross_attentions,
             encoder_last_hidden_state=outputs.encoder_last_hidden_state,
             encoder_hidden_states=outputs.encoder_hidden_states,
             encoder_attentions=outputs.encoder_attentions,
-        )
-
-    # ------------------------------------------------------------------ generation (§6.1)
-    def generate(self, inputs: torch.Tensor | None = None, generation_config=None, **kwargs):
-        """`GenerationMixin.generate`, with the paper's default output length (§6.1): at most
-        input length + 50 new tokens (and at most `max_position_embeddings` positions) unless
-        `max_length` / `max_new_tokens` is given."""
-        source = inputs if inputs is not None else kwargs.get("input_ids")
-        config = generation_config or self.generation_config
-        length_given = any(kwargs.get(k) is not None for k in ("max_length", "max_new_tokens"))
-        length_given = length_given or config.max_new_tokens is not None
-        offset = getattr(config, "max_new_tokens_over_input", None)
-        if not length_given and offset is not None and torch.is_tensor(source) and source.dim() == 2:
-            if source.shape[0] == 0:
-                raise ValueError("generate() got an empty batch (input_ids has 0 rows)")
-            # As max_length (which counts the decoder start token) rather than max_new_tokens, so
-            # that transformers does not warn about a max_length left in generation_config.json.
-            # Clamped to the position table, as transformers clamps its own default length.
-            kwargs["max_length"] = min(1 + int(source.shape[1]) + int(offset), self.config.max_position_embeddings)
-        return super().generate(inputs, generation_config=generation_config, **kwargs)
-
-    def _uses_gnmt_penalty(self) -> bool:
-        return self.config.length_penalty_form == "gnmt"
-
-    def _update_finished_beams(self, *, topk_log_probs, cur_len, decoder_prompt_len, length_penalty, **kwargs):
-        # transformers divides by `len ** alpha`; pre-multiplying by len**alpha / lp_gnmt(len) makes it GNMT's.
-        if self._uses_gnmt_penalty():
-            topk_log_probs = topk_log_probs * _gnmt_rescale(cur_len + 1 - decoder_prompt_len, length_penalty)
-        return super()._update_finished_beams(
-            topk_log_probs=topk_log_probs,
-            cur_len=cur_len,
-            decoder_prompt_len=decoder_prompt_len,
-            length_penalty=length_penalty,
-            **kwargs,
-        )
-
-    def _check_early_stop_heuristic(
-        self, *, running_beam_scores, cur_len, max_length, decoder_prompt_len, early_stopping, length_penalty, **kwargs
-    ):
-        if self._uses_gnmt_penalty():
-            # Same hypothetical length as transformers' heuristic, scored with the GNMT penalty.
-            if early_stopping == "never" and length_penalty > 0.0:
-                length = max_length - decoder_prompt_len
-            else:
-                length = cur_len - decoder_prompt_len
-            running_beam_scores = running_beam_scores * _gnmt_rescale(length, length_penalty)
-        return super()._check_early_stop_heuristic(
-            running_beam_scores=running_beam_scores,
-            cur_len=cur_len,
-            max_length=max_length,
-            decoder_prompt_len=decoder_prompt_len,
-            early_stopping=early_stopping,
-            length_penalty=length_penalty,
-            **kwargs,
         )
 
 

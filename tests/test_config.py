@@ -15,7 +15,6 @@ def test_defaults_are_the_papers_choices():
     )
     assert c.scale_embedding and c.share_encoder_decoder_embeddings and c.tie_word_embeddings
     assert c.activation_function == "relu" and not c.attention_bias
-    assert c.length_penalty_form == "gnmt"
 
 
 @pytest.mark.parametrize(
@@ -80,7 +79,6 @@ def test_base_preset_parameter_count_matches_table3():
         (dict(decoder_attention_heads=3), "divisible by decoder_attention_heads (3)"),
         (dict(dropout=-0.1), "dropout must be in [0, 1), got -0.1"),
         (dict(attention_dropout=1.0), "attention_dropout must be in [0, 1), got 1.0"),
-        (dict(label_smoothing=1.5), "label_smoothing must be in [0, 1), got 1.5"),
         (dict(vocab_size=0), "vocab_size must be a positive integer, got 0"),
         (
             dict(sinusoidal_layout="stacked"),
@@ -89,7 +87,6 @@ def test_base_preset_parameter_count_matches_table3():
         (dict(layer_norm_position="middle"), "layer_norm_position must be one of"),
         (dict(position_embedding_type="rotary"), "position_embedding_type must be one of"),
         (dict(activation_function="tanh"), "activation_function must be one of"),
-        (dict(length_penalty_form="t5"), "length_penalty_form must be one of"),
     ],
 )
 def test_invalid_values_raise_value_error_naming_them(kwargs, message):
@@ -124,3 +121,36 @@ def test_round_trip(tmp_path):
     config.save_pretrained(tmp_path)
     loaded = VanillaTransformerConfig.from_pretrained(tmp_path)
     assert loaded.to_dict() == config.to_dict()
+
+
+def test_head_dim_is_resolved_to_an_int_as_transformers_generic_code_expects():
+    assert VanillaTransformerConfig().head_dim == 64  # 512 / 8 (§3.2.2)
+    assert VanillaTransformerConfig.small().head_dim == 64  # 256 / 4
+    assert VanillaTransformerConfig(head_dim=16).head_dim == 16  # Table 3 rows A/B
+    # Stacks with different numbers of heads keep d_model / h each.
+    mixed = VanillaTransformerConfig(encoder_attention_heads=8, decoder_attention_heads=4)
+    assert (mixed.encoder_head_dim, mixed.decoder_head_dim) == (64, 128)
+
+
+def test_configs_saved_with_decoding_and_training_fields_still_load(tmp_path):
+    """Earlier versions kept `length_penalty_form` and `label_smoothing` in config.json."""
+    import json
+
+    VanillaTransformerConfig.tiny().save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**saved, "length_penalty_form": "hf", "label_smoothing": 0.1}))
+    loaded = VanillaTransformerConfig.from_pretrained(tmp_path)
+    assert loaded.length_penalty_form == "hf" and loaded.label_smoothing == 0.1
+    assert "length_penalty_form" not in VanillaTransformerConfig.tiny().to_dict()
+    assert "label_smoothing" not in VanillaTransformerConfig.tiny().to_dict()
+
+
+@pytest.mark.parametrize("name", ["tiny", "small", "base", "big"])
+def test_presets_by_name(name):
+    from hf_vanilla_transformer.configuration_vanilla_transformer import PRESETS
+
+    config = VanillaTransformerConfig.from_preset(name, vocab_size=100)
+    assert config.vocab_size == 100
+    assert all(getattr(config, key) == value for key, value in PRESETS[name].items() if key != "vocab_size")
+    with pytest.raises(ValueError, match="unknown preset 'huge'"):
+        VanillaTransformerConfig.from_preset("huge")

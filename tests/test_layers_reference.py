@@ -23,8 +23,8 @@ def copy_attention(ours, theirs: nn.MultiheadAttention) -> None:
 
 
 def copy_ffn(ours, theirs) -> None:
-    ours.fc1.load_state_dict(theirs.linear1.state_dict())
-    ours.fc2.load_state_dict(theirs.linear2.state_dict())
+    ours.feed_forward.fc1.load_state_dict(theirs.linear1.state_dict())
+    ours.feed_forward.fc2.load_state_dict(theirs.linear2.state_dict())
 
 
 def padded_inputs(seed=0):
@@ -84,13 +84,7 @@ def test_decoder_layer_matches_torch(norm_first, position, implementation):
 
     memory, memory_mask = padded_inputs(seed=1)
     tgt = torch.randn(3, 5, D, generator=torch.Generator().manual_seed(2))
-    causal = create_causal_mask(
-        config=config,
-        inputs_embeds=tgt,
-        attention_mask=torch.ones(3, 5),
-        past_key_values=None,
-        position_ids=torch.arange(5)[None],
-    )
+    causal = create_causal_mask(config, tgt, torch.ones(3, 5), None, position_ids=torch.arange(5)[None])
     cross = create_bidirectional_mask(
         config=config, inputs_embeds=tgt, attention_mask=memory_mask, encoder_hidden_states=memory
     )

@@ -6,6 +6,8 @@ those options set, and ReLU, both models must give the same logits, and the same
 under transformers' length penalty.
 """
 
+import re
+
 import pytest
 import torch
 from transformers import MarianConfig, MarianMTModel
@@ -41,11 +43,15 @@ def marian_and_ours(implementation: str = "eager"):
             attention_bias=True,
             sinusoidal_layout="concat",
             dropout=0.0,
-            length_penalty_form="hf",
             attn_implementation=implementation,
         )
     ).eval()
-    state = {k: v for k, v in marian.state_dict().items() if "embed_positions" not in k and k != "final_logits_bias"}
+    ours.generation_config.length_penalty_form = "hf"  # Marian ranks beams with transformers' penalty
+    state = {
+        re.sub(r"\.fc([12])\.", r".feed_forward.fc\1.", k): v
+        for k, v in marian.state_dict().items()
+        if "embed_positions" not in k and k != "final_logits_bias"
+    }
     missing, unexpected = ours.load_state_dict(state, strict=False)
     assert not unexpected, unexpected
     assert not [k for k in missing if "embed_tokens" not in k and k != "lm_head.weight"], missing  # tied copies

@@ -60,7 +60,9 @@ def test_initialisation():
     emb = model.model.shared.weight
     assert emb[1:].std().item() == pytest.approx(256**-0.5, rel=0.02)  # N(0, d^-1/2)
     assert torch.count_nonzero(emb[0]) == 0  # padding row
-    w = model.model.encoder.layers[0].fc1.weight  # Xavier uniform: U(-a, a), a = sqrt(6 / (fan_in + fan_out))
+    w = model.model.encoder.layers[
+        0
+    ].feed_forward.fc1.weight  # Xavier uniform: U(-a, a), a = sqrt(6 / (fan_in + fan_out))
     bound = math.sqrt(6 / (256 + 1024))
     assert w.abs().max() <= bound and w.abs().max() > 0.95 * bound
     assert abs(w.std().item() - bound / math.sqrt(3)) < 0.02 * bound
@@ -154,7 +156,7 @@ def test_gradient_checkpointing_gives_the_same_gradients():
         if checkpointing:
             model.activation_checkpointing_enable()
         model(**batch, labels=labels).loss.backward()
-        grads.append(model.model.encoder.layers[0].fc1.weight.grad.clone())
+        grads.append(model.model.encoder.layers[0].feed_forward.fc1.weight.grad.clone())
     torch.testing.assert_close(grads[0], grads[1])
 
 
@@ -190,15 +192,19 @@ def test_zero_smoothing_is_nll_and_padding_is_ignored():
     assert summed.item() == pytest.approx(nll.item() * 5, rel=1e-6)
 
 
-def test_model_loss_uses_config_smoothing_and_shifts_labels():
-    model = tiny_model(label_smoothing=0.1)
+def test_model_loss_takes_label_smoothing_and_shifts_labels():
+    model = tiny_model()
     batch = random_batch()
     labels = batch.pop("decoder_input_ids")
-    out = model(**batch, labels=labels)
+    out = model(**batch, labels=labels, label_smoothing=0.1)
+    plain = model(**batch, labels=labels)
     decoder_input_ids = shift_tokens_right(labels, 0, 1)
     assert torch.equal(decoder_input_ids[:, 0], torch.ones(3, dtype=torch.long))
     logits = model(**batch, decoder_input_ids=decoder_input_ids).logits
     assert out.loss.item() == pytest.approx(label_smoothed_nll_loss(logits, labels, 0.1, 0).item(), rel=1e-6)
+    assert plain.loss.item() == pytest.approx(label_smoothed_nll_loss(logits, labels, 0.0, 0).item(), rel=1e-6)
+    with pytest.raises(ValueError, match=r"label_smoothing must be in \[0, 1\), got 1.5"):
+        model(**batch, labels=labels, label_smoothing=1.5)
 
 
 # ---------------------------------------------------------------- generation (§6.1)
@@ -284,9 +290,10 @@ def test_beam_scores_use_the_gnmt_length_penalty():
 
 @torch.no_grad()
 def test_hf_length_penalty_option():
-    model = tiny_model(length_penalty_form="hf")
+    model = tiny_model()
     out = model.generate(
         **_sources(),
+        length_penalty_form="hf",
         num_beams=4,
         length_penalty=0.6,
         max_new_tokens=8,
