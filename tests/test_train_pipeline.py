@@ -3,6 +3,7 @@ train -> average -> evaluate -> translate, resume after a kill, fine-tuning, 2 p
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from safetensors.torch import load_file
 from tests.helpers import MULTI30K, ONE_LAYER_SIZES, REPO_ROOT
 from train import translate as translate_cli
 from train.config import TrainConfig
-from train.train import last_complete_checkpoint, train
+from train.train import build_model, last_complete_checkpoint, train
 
 pytestmark = pytest.mark.skipif(not MULTI30K.is_dir(), reason="needs ../shared/data/multi30k")
 
@@ -255,6 +256,38 @@ def test_fine_tune_from_a_trained_model_keeps_its_tokenizer(data, finished_run, 
     before = load_file(reference_out / "model" / "model.safetensors")
     after = load_file(out / "model" / "model.safetensors")
     assert not torch.equal(before["model.shared.weight"], after["model.shared.weight"])
+
+
+def test_fine_tuning_refuses_architecture_overrides_and_applies_regularisation(finished_run, tmp_path):
+    """`model.*` with `init_from`: architecture keys are refused by name; dropout reaches the layers."""
+    model_dir = finished_run[0] / "model"
+
+    def fine_tune(**model_settings):
+        cfg = TrainConfig.from_dict(
+            tiny_settings(Path("unused"), tmp_path, init_from=str(model_dir), model=model_settings)
+        )
+        return build_model(cfg, tokenizer=None)
+
+    with pytest.raises(ValueError, match=r"cannot change \['d_model', 'encoder_layers'\].*may only set \['dropout'"):
+        fine_tune(encoder_layers=4, d_model=64, dropout=0.2)
+    with pytest.raises(ValueError, match="model.label_smoothing is a training setting"):
+        fine_tune(label_smoothing=0.2)
+    model = fine_tune(dropout=0.3, attention_dropout=0.1)
+    residuals = [m for m in model.modules() if type(m).__name__ == "ResidualLayerNorm"]
+    assert residuals and {m.dropout for m in residuals} == {0.3}
+    assert {m.dropout for m in model.modules() if hasattr(m, "q_proj")} == {0.1}
+    assert model.config.dropout == 0.3
+
+
+def test_fine_tuning_refuses_a_model_whose_config_does_not_match_its_weights(finished_run, tmp_path):
+    edited = tmp_path / "edited"
+    shutil.copytree(finished_run[0] / "model", edited)
+    config = json.loads((edited / "config.json").read_text())
+    config["encoder_layers"] += 1
+    (edited / "config.json").write_text(json.dumps(config))
+    cfg = TrainConfig.from_dict(tiny_settings(Path("unused"), tmp_path / "out", init_from=str(edited), model={}))
+    with pytest.raises(ValueError, match=r"weights do not match config.json: \d+ weights missing .*encoder\.layers\.1"):
+        build_model(cfg, tokenizer=None)
 
 
 @pytest.mark.slow

@@ -174,3 +174,34 @@ def test_rejects_bad_arguments(tokenizer, train_dataset, tmp_path) -> None:
     trainer.train_dataset = list(train_dataset)
     with pytest.raises(ValueError, match="needs a datasets.Dataset"):
         trainer.get_train_dataloader()
+
+
+def test_loss_is_label_smoothed_as_asked(tokenizer, train_dataset, tmp_path) -> None:
+    """§5.4: the trainer passes `label_smoothing` to the model's loss, for training and validation."""
+    from tests.helpers import tiny_model as tiny_vanilla_model
+
+    model = tiny_vanilla_model(vocab_size=len(tokenizer))
+    columns = train_dataset.select_columns(["input_ids", "attention_mask", "labels"])
+    inputs = DataCollatorForSeq2Seq(tokenizer, model=model)([columns[i] for i in range(8)])
+    logits = model(**inputs).logits
+    mask = inputs["labels"] != -100
+    assert (~mask).any()  # padded labels are part of the check
+
+    args = Seq2SeqTrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
+
+    def trainer_loss(label_smoothing: float) -> torch.Tensor:
+        trainer = TokenBudgetSeq2SeqTrainer(
+            model=model, args=args, max_tokens=MAX_TOKENS, label_smoothing=label_smoothing
+        )
+        with torch.no_grad():
+            return trainer.compute_loss(model, dict(inputs))
+
+    for epsilon in (0.0, 0.1, 0.3):
+        expected = torch.nn.functional.cross_entropy(logits[mask], inputs["labels"][mask], label_smoothing=epsilon)
+        torch.testing.assert_close(trainer_loss(epsilon), expected, rtol=1e-6, atol=1e-6)
+    assert trainer_loss(0.1) > trainer_loss(0.0) + 1e-3
+
+    with pytest.raises(ValueError, match="MarianMTModel.forward takes no label_smoothing argument"):
+        TokenBudgetSeq2SeqTrainer(model=tiny_model(tokenizer), args=args, max_tokens=MAX_TOKENS, label_smoothing=0.1)
+    with pytest.raises(ValueError, match=r"label_smoothing must be in \[0, 1\)"):
+        TokenBudgetSeq2SeqTrainer(model=model, max_tokens=MAX_TOKENS, label_smoothing=1.0)

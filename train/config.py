@@ -43,11 +43,13 @@ class TrainConfig:
 
     # ------------------------------------------------------------------ model (§3, Table 3)
     preset: str = "small"
-    """`small`, `base` or `big` (VanillaTransformerConfig presets)."""
+    """A `VanillaTransformerConfig` preset: `tiny`, `small`, `base` or `big`."""
     model: dict[str, Any] = field(default_factory=dict)
-    """Overrides of VanillaTransformerConfig fields, e.g. {dropout: 0.3, encoder_layers: 4}."""
+    """Overrides of VanillaTransformerConfig fields, e.g. {dropout: 0.3, encoder_layers: 4}. With
+    `init_from` only regularisation may change (`train.train.FINE_TUNING_OVERRIDES`: the dropouts)."""
     init_from: str | None = None
-    """Fine-tune: a trained model folder to start from (its tokenizer is kept)."""
+    """Fine-tune: a trained model folder to start from (its tokenizer is kept; its config must
+    match its weights)."""
 
     # ------------------------------------------------------------------ optimisation (§5.3, §5.4)
     max_tokens: int = 4096
@@ -60,6 +62,7 @@ class TrainConfig:
     adam_beta2: float = 0.98
     adam_epsilon: float = 1e-9
     label_smoothing: float = 0.1
+    """epsilon_ls of the training and validation loss (§5.4), given to the model's forward."""
     max_grad_norm: float | None = None
     """Gradient clipping (not in the paper; None disables it)."""
     max_steps: int = 100000

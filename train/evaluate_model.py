@@ -22,7 +22,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from train.data import load_split, tokenized_references
 from train.evaluate import score, score_tokenized_lowercase, write_results
-from train.translate import decoding_settings, load_model, translate
+from train.model_folder import load_model
+from train.translate import decoding_settings, translate
 
 
 def evaluate_model(

@@ -36,8 +36,6 @@ import numpy as np
 import torch
 from datasets import DatasetDict
 from transformers import (
-    AutoModelForSeq2SeqLM,
-    AutoTokenizer,
     DataCollatorForSeq2Seq,
     EarlyStoppingCallback,
     Seq2SeqTrainingArguments,
@@ -59,6 +57,7 @@ from train.data import (
     tokenized_references,
 )
 from train.evaluate import score
+from train.model_folder import load_checked_model, load_model, load_tokenizer
 from train.schedule import LR_SCHEDULER_TYPE, peak_learning_rate
 from train.trainer import TokenBudgetSeq2SeqTrainer
 
@@ -75,7 +74,7 @@ def build_tokenizer(cfg: TrainConfig, raw: DatasetDict, output_dir: Path):
     saved = output_dir / "tokenizer"
     source = saved if (saved / "tokenizer.json").is_file() else cfg.tokenizer or cfg.init_from
     if source is not None:
-        return AutoTokenizer.from_pretrained(str(source), trust_remote_code=True)
+        return load_tokenizer(source)
     train = raw[cfg.train_split]
     logger.info("training a shared BPE vocabulary of %d on %d sentence pairs", cfg.vocab_size, len(train))
     tokenizer = hvt.train_tokenizer(texts=list(train["src"]) + list(train["tgt"]), vocab_size=cfg.vocab_size)
@@ -95,31 +94,37 @@ def prepare_datasets(cfg: TrainConfig, raw: DatasetDict, tokenizer, output_dir: 
 
 
 # ---------------------------------------------------------------------------- model
+FINE_TUNING_OVERRIDES = ("dropout", "attention_dropout", "activation_dropout")
+"""`model.*` settings allowed with `init_from`: regularisation only, which changes training but not what
+the loaded weights mean. Every other field describes the architecture the weights were trained in."""
+
+
 def build_model(cfg: TrainConfig, tokenizer):
-    """A new model from `preset` + `model` overrides, or the `init_from` model to fine-tune."""
+    """A new model from `preset` + `model` overrides, or the `init_from` model to fine-tune (checked:
+    its weights must match its config; only `FINE_TUNING_OVERRIDES` may be changed)."""
+    if "label_smoothing" in cfg.model:
+        raise ValueError("model.label_smoothing is a training setting, not a model one: set label_smoothing instead")
     if cfg.init_from:
-        model = AutoModelForSeq2SeqLM.from_pretrained(cfg.init_from, trust_remote_code=True)
-        for key, value in cfg.model.items():
-            setattr(model.config, key, value)
-        model.config.label_smoothing = cfg.label_smoothing
-        return model
-    presets = {
-        "small": hvt.VanillaTransformerConfig.small,
-        "base": hvt.VanillaTransformerConfig.base,
-        "big": hvt.VanillaTransformerConfig.big,
-    }
-    if cfg.preset not in presets:
-        raise ValueError(f"unknown preset {cfg.preset!r}; choose one of {sorted(presets)}")
-    config = presets[cfg.preset](
-        vocab_size=len(tokenizer),
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        decoder_start_token_id=tokenizer.bos_token_id,
-        label_smoothing=cfg.label_smoothing,
-        **cfg.model,
+        refused = sorted(set(cfg.model) - set(FINE_TUNING_OVERRIDES))
+        if refused:
+            raise ValueError(
+                f"init_from={cfg.init_from}: cannot change {refused} of a trained model (its weights were trained "
+                f"with its own architecture); when fine-tuning, model.* may only set {list(FINE_TUNING_OVERRIDES)}"
+            )
+        # Given to from_pretrained, so that the layers are built with them (set afterwards, they would
+        # reach the config but not the modules).
+        return load_checked_model(cfg.init_from, **cfg.model)
+    return hvt.VanillaTransformerForConditionalGeneration(
+        hvt.VanillaTransformerConfig.from_preset(
+            cfg.preset,
+            vocab_size=len(tokenizer),
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            decoder_start_token_id=tokenizer.bos_token_id,
+            **cfg.model,
+        )
     )
-    return hvt.VanillaTransformerForConditionalGeneration(config)
 
 
 def training_arguments(cfg: TrainConfig, d_model: int) -> Seq2SeqTrainingArguments:
@@ -150,7 +155,7 @@ def training_arguments(cfg: TrainConfig, d_model: int) -> Seq2SeqTrainingArgumen
         load_best_model_at_end=cfg.early_stopping_patience is not None,
         predict_with_generate=True,
         generation_num_beams=cfg.eval_num_beams,
-        label_smoothing_factor=0.0,  # the model's own loss applies config.label_smoothing
+        label_smoothing_factor=0.0,  # the model's own loss smooths (TokenBudgetSeq2SeqTrainer.label_smoothing)
         logging_steps=cfg.logging_steps,
         logging_first_step=True,
         seed=cfg.seed,
@@ -251,6 +256,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         compute_metrics=bleu_metric(tokenizer, cfg.tgt_lang),
         callbacks=callbacks,
         max_tokens=cfg.max_tokens,
+        label_smoothing=cfg.label_smoothing,
     )
     stats = padding_stats(trainer.make_batch_sampler(train_ds).global_batches(), *example_lengths(train_ds))
     logger.info(
@@ -288,7 +294,6 @@ def finish(cfg: TrainConfig, trainer: TokenBudgetSeq2SeqTrainer, output_dir: Pat
     loaded at the start), plot, write the model card. The final model is loaded once, from disk."""
     from train.evaluate_model import evaluate_translations
     from train.model_card import write_model_card
-    from train.translate import load_model
 
     model_dir = output_dir / "model"
     averaged = save_final_model(cfg, trainer, output_dir, model_dir)

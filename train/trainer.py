@@ -34,6 +34,7 @@ The seed of the batches is `args.data_seed`, else `args.seed`.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from functools import partial
 
@@ -54,15 +55,35 @@ class TokenBudgetSeq2SeqTrainer(Seq2SeqTrainer):
     Args:
         *args, **kwargs: as for `Seq2SeqTrainer`. `train_dataset` must be a `datasets.Dataset`.
         max_tokens: token budget of a training batch per side (fairseq's `--max-tokens`).
+        label_smoothing: epsilon_ls of the loss (§5.4 uses 0.1), passed to the model's
+            `forward(label_smoothing=...)` for every training and validation loss; 0 is the plain
+            negative log-likelihood. A model whose `forward` takes no `label_smoothing` is refused
+            unless it is 0 (use `Seq2SeqTrainingArguments.label_smoothing_factor` for such models).
         sort_eval_by_length: order evaluation examples longest first.
     """
 
-    def __init__(self, *args, max_tokens: int, sort_eval_by_length: bool = True, **kwargs) -> None:
+    def __init__(
+        self, *args, max_tokens: int, label_smoothing: float = 0.0, sort_eval_by_length: bool = True, **kwargs
+    ) -> None:
         if max_tokens < 1:
             raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         super().__init__(*args, **kwargs)
+        if label_smoothing and "label_smoothing" not in inspect.signature(self.model.forward).parameters:
+            raise ValueError(
+                f"label_smoothing={label_smoothing}: {type(self.model).__name__}.forward takes no label_smoothing "
+                "argument; use Seq2SeqTrainingArguments.label_smoothing_factor for this model"
+            )
         self.max_tokens = max_tokens
+        self.label_smoothing = label_smoothing
         self.sort_eval_by_length = sort_eval_by_length
+
+    def compute_loss(self, model, inputs, *args, **kwargs):
+        """The model's own loss, label-smoothed with `label_smoothing` (§5.4)."""
+        if self.label_smoothing:
+            inputs = {**inputs, "label_smoothing": self.label_smoothing}
+        return super().compute_loss(model, inputs, *args, **kwargs)
 
     def get_train_dataloader(self) -> DataLoader:
         """Training loader over token-budget batches (see the module docstring)."""

@@ -21,17 +21,9 @@ from typing import Any
 
 import torch
 from tqdm.auto import tqdm
-from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-
-def load_model(model_dir: str | Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """A model folder written by training (or pulled from the Hub), with its tokenizer."""
-    path = Path(model_dir)
-    if path.exists() and not (path / "config.json").is_file():
-        raise FileNotFoundError(f"{path} is not a model folder (no config.json)")
-    model = AutoModelForSeq2SeqLM.from_pretrained(str(model_dir), trust_remote_code=True).eval()
-    tokenizer = AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=True)
-    return model, tokenizer
+from train.model_folder import load_model
 
 
 def decoding_settings(
