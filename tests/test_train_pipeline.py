@@ -322,14 +322,23 @@ def test_two_processes_match_one_process_with_the_same_global_batch(data, tmp_pa
     assert losses(tmp_path / "two") == pytest.approx(losses(tmp_path / "one"), rel=1e-4)
 
 
-def test_time_budget_stops_training_and_saves_there(data, tmp_path):
+def test_time_budget_stops_training_validates_and_saves_there(data, tmp_path, capsys):
     out = tmp_path / "budget"
     summary = train(
-        TrainConfig.from_dict(tiny_settings(data, out, max_train_minutes=0.0, test_split=None, average_last=1))
+        TrainConfig.from_dict(
+            tiny_settings(data, out, max_train_minutes=0.0, max_steps=100000, test_split=None, average_last=1)
+        )
     )
     assert summary["steps"] == 1
     assert (out / "checkpoint-1" / "trainer_state.json").is_file()
     assert summary["averaged_checkpoints"] == ["checkpoint-1"]
+    validations = [
+        row for row in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "eval_bleu" in row
+    ]
+    assert [row["step"] for row in validations] == [1]  # the last validation is of the final weights
+    progress = capsys.readouterr().err
+    assert "training (time budget)" in progress and "/0 min" in progress and "step 1" in progress
+    assert "100000" not in progress  # not the Trainer's step bar with its ETA for max_steps
 
 
 @pytest.mark.parametrize("name", ["multi30k_de_en.yaml", "multi30k_de_en_full.yaml"])

@@ -1,11 +1,16 @@
-"""Trainer callbacks: a JSON-lines metrics log and a PNG plot of training curves."""
+"""Trainer callbacks: a JSON-lines metrics log and a PNG plot of training curves, a time budget and its
+progress bar."""
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
+from tqdm.auto import tqdm
 from transformers import TrainerCallback
+from transformers.trainer_callback import ProgressCallback
+from transformers.trainer_utils import IntervalStrategy
 
 
 class MetricsLogCallback(TrainerCallback):
@@ -68,23 +73,70 @@ def plot_metrics(metrics_path: str | Path, png_path: str | Path) -> Path:
 
 
 class TimeBudgetCallback(TrainerCallback):
-    """Stops training after `minutes` of wall-clock time (measured from `on_train_begin`) and saves a
-    checkpoint there, so that a run fits a time budget whatever the machine's speed."""
+    """Stops training after `minutes` of wall-clock time (measured from `on_train_begin`), and
+    validates (if the run validates at all) and saves a checkpoint there, so that a run fits a time
+    budget whatever the machine's speed and its last validation is of its final weights."""
 
     def __init__(self, minutes: float):
         self.seconds = minutes * 60
         self.start: float | None = None
 
     def on_train_begin(self, args, state, control, **kwargs):
-        import time
-
         self.start = time.monotonic()
 
     def on_step_end(self, args, state, control, **kwargs):
-        import time
-
         if self.start is not None and time.monotonic() - self.start >= self.seconds:
             control.should_training_stop = True
             control.should_save = True
-            control.should_evaluate = False
+            control.should_evaluate = args.eval_strategy != IntervalStrategy.NO
         return control
+
+
+class TimeBudgetProgressCallback(ProgressCallback):
+    """The Trainer's progress bar, measured against a time budget instead of `max_steps`.
+
+    With a time budget the run stops long before `max_steps` (100000 in the recipe), so the
+    Trainer's bar (`…/100000` steps, an ETA of hours) would be wrong. This bar fills with the
+    minutes of the budget, and shows the step and the estimated end of the whole run: the end of the
+    budget, plus the work after training (the test translation) estimated from the last validation's
+    duration times `after_training_per_eval_second` (None: not estimated). Evaluation bars and log
+    lines are the Trainer's own.
+    """
+
+    BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:g} min{postfix}"
+
+    def __init__(self, minutes: float, after_training_per_eval_second: float | None = None):
+        super().__init__()
+        self.minutes = minutes
+        self.after_training_per_eval_second = after_training_per_eval_second
+        self.start = time.monotonic()
+        self.after_training_seconds: float | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start = time.monotonic()
+        if state.is_world_process_zero:
+            self.training_bar = tqdm(
+                total=self.minutes, desc="training (time budget)", bar_format=self.BAR_FORMAT, dynamic_ncols=True
+            )
+        self.current_step = 0
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.is_world_process_zero and self.training_bar is not None:
+            self.training_bar.n = min((time.monotonic() - self.start) / 60, self.minutes)
+            self.training_bar.set_postfix_str(self.status(state.global_step), refresh=True)
+        self.current_step = state.global_step
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        super().on_evaluate(args, state, control, **kwargs)
+        if metrics and "eval_runtime" in metrics and self.after_training_per_eval_second is not None:
+            self.after_training_seconds = metrics["eval_runtime"] * self.after_training_per_eval_second
+
+    def status(self, step: int) -> str:
+        """`step 380, training ends 14:05, run ends ≈ 14:09` (clock times of this machine)."""
+        now = time.time()
+        training_end = now + max(self.minutes * 60 - (time.monotonic() - self.start), 0.0)
+        text = f", step {step}, training ends {time.strftime('%H:%M', time.localtime(training_end))}"
+        if self.after_training_seconds is not None:
+            run_end = training_end + self.after_training_seconds
+            text += f", run ends ≈ {time.strftime('%H:%M', time.localtime(run_end))}"
+        return text

@@ -41,12 +41,13 @@ from transformers import (
     Seq2SeqTrainingArguments,
     set_seed,
 )
+from transformers.trainer_callback import ProgressCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 import hf_vanilla_transformer as hvt
 from train.average_checkpoints import average_checkpoints
 from train.batching import padding_stats
-from train.callbacks import MetricsLogCallback, TimeBudgetCallback, plot_metrics
+from train.callbacks import MetricsLogCallback, TimeBudgetCallback, TimeBudgetProgressCallback, plot_metrics
 from train.config import TrainConfig
 from train.data import (
     check_splits,
@@ -170,6 +171,17 @@ def training_arguments(cfg: TrainConfig, d_model: int) -> Seq2SeqTrainingArgumen
     )
 
 
+def after_training_estimate(cfg: TrainConfig, model, raw: DatasetDict) -> float | None:
+    """Seconds of test translation per second of validation: the test set's size and beam over the
+    validation set's (a rough estimate for the progress display; beam search costs about linearly
+    in the beam). None when there is no test split."""
+    if not cfg.test_split:
+        return None
+    eval_pairs = min(len(raw[cfg.eval_split]), cfg.max_eval_samples or len(raw[cfg.eval_split]))
+    test_beams = cfg.test_num_beams or model.generation_config.num_beams or 1
+    return len(raw[cfg.test_split]) / max(eval_pairs, 1) * test_beams / cfg.eval_num_beams
+
+
 def bleu_metric(tokenizer, tgt_lang: str):
     """`compute_metrics` for Seq2SeqTrainer: sacreBLEU and chrF of generated validation output."""
 
@@ -258,6 +270,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         max_tokens=cfg.max_tokens,
         label_smoothing=cfg.label_smoothing,
     )
+    if cfg.max_train_minutes is not None and trainer.pop_callback(ProgressCallback) is not None:
+        estimate = after_training_estimate(cfg, model, raw)
+        trainer.add_callback(TimeBudgetProgressCallback(cfg.max_train_minutes, estimate))
     stats = padding_stats(trainer.make_batch_sampler(train_ds).global_batches(), *example_lengths(train_ds))
     logger.info(
         "token-budget batches: %d per epoch, %.1f pairs on average, padding %.1f%% (random batches of "
