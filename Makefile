@@ -3,17 +3,22 @@
 PYTHON ?= python3
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: install recipe recipe-full test lint benchmark
+.PHONY: install recipe recipe-full cards test lint benchmark
 
 install:
 	$(PYTHON) -m pip install --quiet "$(TORCH_SPEC)"
 	$(PYTHON) -m pip install --quiet -e ".[dev]"
 
+# A run writes only into its folder under runs/ (its model card: runs/<name>/model/README.md).
 recipe: install
-	$(PYTHON) -m train.recipe --card model_cards/multi30k-de-en.md
+	$(PYTHON) -m train.recipe
 
 recipe-full: install
-	$(PYTHON) -m train.recipe --setting full --card model_cards/multi30k-de-en-full.md
+	$(PYTHON) -m train.recipe --setting full
+
+# Explicitly refresh the committed cards in model_cards/ from the finished runs of the recipes.
+cards:
+	$(PYTHON) -m train.recipe --refresh-cards
 
 test: install
 	$(PYTHON) -m pytest

@@ -381,3 +381,27 @@ def test_training_option_pushes_the_final_model(data, tmp_path, hub_repo_id):
     local = Path(snapshot_download(hub_repo_id, cache_dir=tmp_path / "cache"))
     assert (local / "model.safetensors").read_bytes() == (out / "model" / "model.safetensors").read_bytes()
     assert hub_repo_id in (local / "README.md").read_text()
+
+
+def test_recipe_writes_only_into_its_run_folder_and_cards_refresh_on_request(data, tmp_path, capsys):
+    """`python -m train.recipe` (tiny overrides) leaves the committed cards alone; `--refresh-cards`
+    copies the finished run's card, and only then."""
+    from train import recipe
+
+    committed = {path: path.read_bytes() for path in recipe.MODEL_CARDS.glob("*.md")}
+    out = tmp_path / "runs" / "multi30k-de-en"
+    overrides = [f"{key}={json.dumps(value)}" for key, value in tiny_settings(data, out, preset="tiny").items()]
+    overrides += ["max_train_minutes=null", "max_steps=4", "eval_steps=4", "save_steps=2", "max_eval_samples=20"]
+    summary = recipe.main(overrides)
+    printed = capsys.readouterr().out
+    assert summary["steps"] == 4 and summary["examples"][0]["source"] in printed
+    assert f"Test results:    {out / 'model' / 'results.test2016.json'}" in printed
+    assert {path: path.read_bytes() for path in recipe.MODEL_CARDS.glob("*.md")} == committed
+
+    cards = tmp_path / "cards"
+    cards.mkdir()
+    written = recipe.refresh_cards(cards, overrides=[f"output_dir={out}"])
+    assert written == [cards / "multi30k-de-en.md"]  # the full setting's run does not exist
+    assert written[0].read_bytes() == (out / "model" / "README.md").read_bytes()
+    with pytest.raises(FileNotFoundError, match="run the recipe first"):
+        recipe.refresh_cards(cards, overrides=[f"output_dir={tmp_path / 'nothing'}"])

@@ -3,16 +3,23 @@
     python -m train.recipe                  # quick setting: about 15 minutes on a 2-core CPU
     python -m train.recipe --setting full   # the longer setting for the full result (see README)
     python -m train.recipe --resume         # continue an interrupted run of the same setting
+    python -m train.recipe --refresh-cards  # copy finished runs' cards into model_cards/ (`make cards`)
 
 Steps: shared BPE tokenizer -> training with the paper's recipe -> averaging of the last
 checkpoints -> sacreBLEU on test2016 with beam search -> a few example translations. It prints
 where the model, the results, the training curves and the model card are.
+
+A run writes only into its own folder (`output_dir`, e.g. `runs/multi30k-de-en/`); its model card
+is `model/README.md` there. The cards committed in `model_cards/` change only when asked:
+`--refresh-cards` copies the card of each setting's finished run to `model_cards/<run name>.md`
+(the run name is the last part of its `output_dir`), and `--card PATH` copies this run's card.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import shutil
 import time
 from collections.abc import Sequence
@@ -23,19 +30,43 @@ from train.train import train
 
 CONFIGS = Path(__file__).with_name("configs")
 SETTINGS = {"quick": CONFIGS / "multi30k_de_en.yaml", "full": CONFIGS / "multi30k_de_en_full.yaml"}
+MODEL_CARDS = Path(__file__).resolve().parents[1] / "model_cards"
+"""The project's committed model cards."""
+
+
+def refresh_cards(cards_dir: Path = MODEL_CARDS, overrides: Sequence[str] = ()) -> list[Path]:
+    """Copy the model card of each setting's finished run to `cards_dir/<run name>.md`; returns the
+    cards written. Settings without a finished run are skipped; none at all is an error."""
+    written = []
+    run_dirs = [Path(TrainConfig.load(setting, list(overrides)).output_dir) for setting in SETTINGS.values()]
+    for output_dir in dict.fromkeys(run_dirs):  # once each
+        card = output_dir / "model" / "README.md"
+        if card.is_file():
+            target = cards_dir / f"{output_dir.name}.md"
+            shutil.copyfile(card, target)
+            written.append(target)
+    if not written:
+        settings = ", ".join(SETTINGS)
+        raise FileNotFoundError(f"no finished recipe run ({settings}) has a model card yet; run the recipe first")
+    return written
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--setting", choices=sorted(SETTINGS), default="quick")
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--card", default=None, help="also copy this run's model card to this path")
     parser.add_argument(
-        "--card", default=None, help="also copy the model card here (the project keeps its cards in model_cards/)"
+        "--refresh-cards",
+        action="store_true",
+        help=f"do not train: copy the finished runs' model cards into {MODEL_CARDS.name}/ (make cards)",
     )
     parser.add_argument("overrides", nargs="*", help="key=value TrainConfig overrides")
     args = parser.parse_args(argv)
-    import logging
-
+    if args.refresh_cards:
+        for card in refresh_cards(overrides=args.overrides):
+            print(f"updated {card}")
+        return {}
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     cfg = TrainConfig.load(SETTINGS[args.setting], args.overrides)
     start = time.perf_counter()

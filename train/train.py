@@ -45,7 +45,7 @@ from transformers.trainer_callback import ProgressCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 import hf_vanilla_transformer as hvt
-from train.average_checkpoints import average_checkpoints
+from train.average_checkpoints import average_checkpoints, last_checkpoints
 from train.batching import padding_stats
 from train.callbacks import MetricsLogCallback, TimeBudgetCallback, TimeBudgetProgressCallback, plot_metrics
 from train.config import TrainConfig
@@ -355,12 +355,10 @@ def save_final_model(
     cfg: TrainConfig, trainer: TokenBudgetSeq2SeqTrainer, output_dir: Path, model_dir: Path
 ) -> list[str]:
     """Write `model_dir`: the average of the last `average_last` checkpoints when the last one is
-    the final step (fewer if fewer exist, with a warning), else the final weights. The folder is
+    the final step (`last_checkpoints`: fewer if fewer exist, with a warning), else the final weights. The folder is
     replaced only once the new one is complete. Returns the names of the averaged checkpoints."""
-    checkpoints = checkpoint_dirs(output_dir)[-cfg.average_last :]
+    checkpoints = last_checkpoints(output_dir, cfg.average_last) if checkpoint_dirs(output_dir) else []
     if checkpoints and checkpoints[-1].name == f"{PREFIX_CHECKPOINT_DIR}-{trainer.state.global_step}":
-        if len(checkpoints) < cfg.average_last:
-            logger.warning("averaging all %d checkpoints (average_last=%d)", len(checkpoints), cfg.average_last)
         average_checkpoints(checkpoints, model_dir, overwrite=True)
         return [c.name for c in checkpoints]
     staging = Path(tempfile.mkdtemp(prefix=f".{model_dir.name}.", dir=output_dir))
