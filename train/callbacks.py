@@ -4,6 +4,7 @@ progress bar."""
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -12,11 +13,16 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 from transformers.trainer_utils import IntervalStrategy
 
+from train.lines import decode_utf8, split_lines, write_text_atomic
+
+logger = logging.getLogger(__name__)
+
 
 class MetricsLogCallback(TrainerCallback):
     """Appends every Trainer log (loss, learning rate, validation BLEU, ...) to `metrics.jsonl`.
 
-    On resume the lines past the checkpoint's step are dropped first, so the log has no duplicates.
+    On resume the lines past the checkpoint's step are dropped first, so the log has no duplicates;
+    a last line cut short by an interruption is dropped too, with a warning (`read_metrics`).
     """
 
     def __init__(self, path: str | Path):
@@ -24,10 +30,8 @@ class MetricsLogCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         if state.is_world_process_zero and self.path.exists():
-            kept = [
-                line for line in self.path.read_text().splitlines() if json.loads(line)["step"] <= state.global_step
-            ]
-            self.path.write_text("".join(line + "\n" for line in kept))
+            kept = [row for row in read_metrics(self.path) if row["step"] <= state.global_step]
+            write_text_atomic(self.path, "".join(json.dumps(row) + "\n" for row in kept))
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:
@@ -38,7 +42,26 @@ class MetricsLogCallback(TrainerCallback):
 
 
 def read_metrics(path: str | Path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    """The rows of a `metrics.jsonl`. A last line that is not complete JSON (the run was killed while
+    writing it) is left out with a warning naming the file; any other bad line is an error naming
+    the file and line, since the log would then be damaged rather than merely cut short."""
+    path = Path(path)
+    lines = split_lines(decode_utf8(path.read_bytes(), str(path)))
+    rows = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict) or not isinstance(row.get("step"), int):
+                raise ValueError("not a log row with a step")
+        except ValueError as error:
+            if number == len(lines):
+                logger.warning("%s:%d: dropping the last line, cut short by an interruption (%s)", path, number, error)
+                break
+            raise ValueError(f"{path}:{number}: not a metrics row ({error}); the log is damaged") from error
+        rows.append(row)
+    return rows
 
 
 def plot_metrics(metrics_path: str | Path, png_path: str | Path) -> Path:

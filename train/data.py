@@ -43,6 +43,8 @@ from datasets import Dataset, DatasetDict
 from datasets.fingerprint import Hasher
 from transformers import PreTrainedTokenizerBase
 
+from train.lines import NotUTF8Error, read_lines
+
 logger = logging.getLogger(__name__)
 
 MULTI30K_HUB_ID = "bentrevett/multi30k"
@@ -325,15 +327,14 @@ def _load_text_dir(directory: Path, src_lang: str, tgt_lang: str, splits: Splits
 
 
 def _read_lines(path: Path) -> list[str]:
-    """Lines of a UTF-8 text file without their line endings (LF or CRLF).
-
-    Splits on `\\n` only: `str.splitlines` would also split on U+2028, U+0085 and other
-    characters that may occur inside a sentence.
-    """
+    """Lines of a UTF-8 text file without their line endings (`train.lines`: split at `\\n` only, not
+    at U+2028, U+0085 and other characters that may occur inside a sentence)."""
     if not path.is_file():
         raise DataError(f"missing file: {path}")
-    text = path.read_text(encoding="utf-8").removesuffix("\n")
-    return [line.removesuffix("\r") for line in text.split("\n")] if text else []
+    try:
+        return read_lines(path)
+    except NotUTF8Error as error:
+        raise DataError(str(error)) from None
 
 
 # ---- TSV and JSON-lines files -----------------------------------------------------------------

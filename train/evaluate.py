@@ -24,6 +24,8 @@ from typing import Any
 
 from sacrebleu.metrics import BLEU, CHRF
 
+from train.lines import read_lines, write_text_atomic
+
 BLEU_TOKENIZERS = {"zh": "zh"}
 """sacreBLEU tokenizer for a target language; any other language uses `13a`. (`ja-mecab` and
 `ko-mecab` exist for Japanese and Korean but need MeCab, which is not a dependency.)"""
@@ -62,7 +64,7 @@ def score_tokenized_lowercase(
     to its suffix. Scores are comparable with published Multi30k BLEU, not with `score`.
     """
     path = Path(refs_tok_file)
-    references = path.read_text(encoding="utf-8").removesuffix("\n").split("\n")
+    references = read_lines(path)
     _check_parallel(hypotheses, references)
     tokenized = moses_tokenize_lowercase(hypotheses, lang or path.suffix.lstrip("."))
     metric = BLEU(tokenize="none", force=True)
@@ -85,11 +87,9 @@ def moses_tokenize_lowercase(texts: Sequence[str], lang: str) -> list[str]:
 
 
 def write_results(path: str | Path, results: Mapping[str, Any]) -> Path:
-    """Write `results` as indented UTF-8 JSON (parent folders are created); return the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8")
-    return path
+    """Write `results` as indented UTF-8 JSON, whole or not at all (parent folders are created);
+    return the path."""
+    return write_text_atomic(path, json.dumps(results, indent=2, ensure_ascii=False, sort_keys=True) + "\n")
 
 
 def _check_parallel(hypotheses: Sequence[str], references: Sequence[str]) -> None:

@@ -22,8 +22,9 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from train.data import load_split, tokenized_references
 from train.evaluate import score, score_tokenized_lowercase, write_results
+from train.lines import write_lines_atomic
 from train.model_folder import load_model
-from train.translate import decoding_settings, translate
+from train.translate import decoding_settings, positive_int, translate
 
 
 def evaluate_model(
@@ -94,7 +95,7 @@ def evaluate_translations(
         results["bleu_tok_lc_signature"] = tok["bleu_tok_lc_signature"]
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"hyp.{meta['split']}.{tgt_lang}").write_text("\n".join(hypotheses) + "\n", encoding="utf-8")
+    write_lines_atomic(out / f"hyp.{meta['split']}.{tgt_lang}", hypotheses)
     write_results(out / f"results.{meta['split']}.json", results)
     return results, hypotheses
 
@@ -107,10 +108,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--src-lang", default="de")
     parser.add_argument("--tgt-lang", default="en")
     parser.add_argument("--split", default="test")
-    parser.add_argument("--beams", type=int, default=None, help="beam size (default: the model's generation config)")
+    parser.add_argument("--beams", type=positive_int, default=None, help="beam size (default: the model's)")
     parser.add_argument("--length-penalty", type=float, default=None, help="alpha (default: the model's)")
     parser.add_argument("--output-dir", default=None)
-    parser.add_argument("--max-samples", type=int, default=None)
+    parser.add_argument("--max-samples", type=positive_int, default=None)
     args = parser.parse_args(argv)
     results = evaluate_model(
         args.model,

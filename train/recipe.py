@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from train.config import TrainConfig
+from train.lines import write_text_atomic
 from train.train import train
 
 CONFIGS = Path(__file__).with_name("configs")
@@ -92,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     print(f"Metrics log:     {Path(cfg.output_dir) / 'metrics.jsonl'}")
     print(f"Model card:      {model_dir / 'README.md'}")
     summary["recipe_minutes"] = (time.perf_counter() - start) / 60
-    (Path(cfg.output_dir) / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    write_text_atomic(Path(cfg.output_dir) / "summary.json", json.dumps(summary, indent=2, default=str))
     print(f"Run summary:     {Path(cfg.output_dir) / 'summary.json'}  ({summary['recipe_minutes']:.1f} minutes)")
     return summary
 

@@ -58,6 +58,7 @@ from train.data import (
     tokenized_references,
 )
 from train.evaluate import score
+from train.lines import write_text_atomic
 from train.model_folder import load_checked_model, load_model, load_tokenizer
 from train.schedule import LR_SCHEDULER_TYPE, peak_learning_rate
 from train.trainer import TokenBudgetSeq2SeqTrainer
@@ -207,16 +208,30 @@ def checkpoint_dirs(output_dir: Path) -> list[Path]:
 
 
 def last_complete_checkpoint(output_dir: Path) -> Path | None:
-    """The newest `checkpoint-N` whose `trainer_state.json` (written last by the Trainer) exists.
+    """The newest `checkpoint-N` that is complete: its `trainer_state.json`, which the Trainer writes
+    last, exists and parses.
 
-    A run killed while writing a checkpoint leaves it incomplete; such folders are renamed to
-    `incomplete-checkpoint-N` (kept for inspection, never resumed from)."""
+    A run killed (or out of disk space) while writing a checkpoint leaves it incomplete; such folders
+    are renamed to `incomplete-checkpoint-N` (kept for inspection, never resumed from, and out of
+    the way of the resumed run's own `checkpoint-N`), and the one before is used."""
     checkpoints = checkpoint_dirs(output_dir)
-    while checkpoints and not (checkpoints[-1] / "trainer_state.json").is_file():
+    while checkpoints and not _trainer_state_readable(checkpoints[-1]):
         partial = checkpoints.pop()
-        logger.warning("%s is incomplete (the run stopped while writing it); renaming it", partial)
-        partial.rename(partial.with_name(f"incomplete-{partial.name}"))
+        target = partial.with_name(f"incomplete-{partial.name}")
+        for attempt in range(1, 1000):
+            if not target.exists():
+                break
+            target = partial.with_name(f"incomplete-{partial.name}.{attempt}")
+        logger.warning("%s is incomplete (no readable trainer_state.json); renamed to %s", partial, target.name)
+        partial.rename(target)
     return checkpoints[-1] if checkpoints else None
+
+
+def _trainer_state_readable(checkpoint: Path) -> bool:
+    try:
+        return isinstance(json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8")), dict)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
 
 
 def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
@@ -228,7 +243,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
             f"{output_dir} already holds checkpoints: pass --resume to continue that run, or choose another output_dir"
         )
     output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    write_text_atomic(output_dir / "train_config.json", json.dumps(cfg.to_dict(), indent=2))
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     set_seed(cfg.seed)
@@ -300,7 +315,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     if trainer.is_world_process_zero():
         summary.update(finish(cfg, trainer, output_dir, raw))
         summary["total_minutes"] = (time.perf_counter() - start) / 60
-        (output_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+        write_text_atomic(output_dir / "summary.json", json.dumps(summary, indent=2, default=str))
     return summary
 
 

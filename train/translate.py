@@ -6,6 +6,21 @@
 Sentences are sorted by length and batched by a token budget, so little time goes to padding;
 outputs come back in input order.
 
+What the command guarantees:
+
+- One output line per input line, always. Lines end at `\n` only (a `\r` before it is dropped),
+  not at the other characters `str.splitlines()` breaks at (U+2028, U+0085, form feed, ...), which
+  stay inside their sentence; a line break inside a translation is written as a space.
+- An empty (or blank) input line gives an empty output line, without running the model; so does
+  the pipeline for an empty string.
+- Input must be UTF-8: otherwise the error names the file (or `<stdin>`), the line and the column.
+- A sentence longer than the model's position table (`max_position_embeddings` tokens, `</s>`
+  included) is an error naming its line, its length and the limit, as in the model's pipeline:
+  it is never silently truncated. Nothing is written then.
+- `--output` is written whole or not at all (`train.lines.write_lines_atomic`).
+- The model folder is checked on loading (`train.model_folder`): a missing or corrupt file is an
+  error naming it, and weights that do not match `config.json` are refused.
+
 Decoding: the model's own `generation_config.json` (for this project's models the paper's §6.1:
 beam 4, length penalty 0.6, at most input length + 50 tokens), except the settings given as flags
 (`--beams`, `--length-penalty`, `--max-new-tokens`) or arguments of `translate`.
@@ -23,6 +38,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from train.lines import decode_utf8, split_lines, write_lines_atomic
 from train.model_folder import load_model
 
 
@@ -39,7 +55,10 @@ def decoding_settings(
     settings = {
         "num_beams": config.num_beams,
         "length_penalty": config.length_penalty,
-        "length_penalty_form": getattr(config, "length_penalty_form", "gnmt"),
+        # As generate() resolves it: the generation config's, else an older config.json's, else GNMT.
+        "length_penalty_form": getattr(config, "length_penalty_form", None)
+        or getattr(model.config, "length_penalty_form", None)
+        or "gnmt",
         "max_new_tokens": config.max_new_tokens,
         "max_new_tokens_over_input": getattr(config, "max_new_tokens_over_input", None),
     }
@@ -62,18 +81,29 @@ def translate(
     batch_tokens: int = 6000,
     progress: bool = False,
 ) -> list[str]:
-    """Translate `texts` (in order). `batch_tokens` bounds source tokens x beams per batch.
+    """Translate `texts` (in order); an empty or blank text gives "" (the model is not run).
 
-    Decoding settings left at `None` come from `model.generation_config` (`decoding_settings`)."""
+    `batch_tokens` bounds source tokens x beams per batch. Decoding settings left at `None` come
+    from `model.generation_config` (`decoding_settings`). Raises `ValueError` naming the line
+    (1-based position in `texts`) of a text longer than the model's position table."""
     if isinstance(texts, str):
         raise TypeError("translate() takes a list of sentences, not a single string")
+    if num_beams is not None and (isinstance(num_beams, bool) or not isinstance(num_beams, int) or num_beams < 1):
+        raise ValueError(f"num_beams must be a positive integer, got {num_beams!r}")
+    if batch_tokens < 1:
+        raise ValueError(f"batch_tokens must be >= 1, got {batch_tokens}")
     overrides = {"num_beams": num_beams, "length_penalty": length_penalty, "max_new_tokens": max_new_tokens}
     overrides = {key: value for key, value in overrides.items() if value is not None}
     num_beams = decoding_settings(model, **overrides)["num_beams"]
-    encoded = [
-        tokenizer(text, truncation=True, max_length=model.config.max_position_embeddings).input_ids for text in texts
-    ]
-    order = sorted(range(len(texts)), key=lambda i: len(encoded[i]), reverse=True)
+    limit = model.config.max_position_embeddings
+    encoded = {i: tokenizer(text.strip(), truncation=False).input_ids for i, text in enumerate(texts) if text.strip()}
+    for i, ids in encoded.items():
+        if len(ids) > limit:
+            raise ValueError(
+                f"line {i + 1} is {len(ids)} tokens long, more than the model's {limit} positions "
+                "(max_position_embeddings, </s> included); shorten or split it"
+            )
+    order = sorted(encoded, key=lambda i: len(encoded[i]), reverse=True)
     outputs: list[str] = [""] * len(texts)
     batches, batch = [], []
     for i in order:
@@ -88,8 +118,19 @@ def translate(
         inputs = tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt")
         generated = model.generate(**inputs.to(model.device), **overrides)
         for i, text in zip(batch, tokenizer.batch_decode(generated, skip_special_tokens=True), strict=True):
-            outputs[i] = text.strip()
+            outputs[i] = " ".join(text.replace("\r", "\n").split("\n")).strip()
     return outputs
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer (>= 1), got {value}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -97,34 +138,31 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("model", help="model folder or Hub repo id")
     parser.add_argument("--input", help="text file, one sentence per line (default: stdin)")
     parser.add_argument("--output", help="where to write translations (default: stdout)")
-    parser.add_argument("--beams", type=int, default=None, help="beam size (default: the model's generation config)")
+    parser.add_argument("--beams", type=positive_int, default=None, help="beam size (default: the model's)")
     parser.add_argument("--length-penalty", type=float, default=None, help="alpha (default: the model's)")
-    parser.add_argument("--max-new-tokens", type=int, default=None, help="(default: the model's: input length + 50)")
-    parser.add_argument("--batch-tokens", type=int, default=6000)
+    parser.add_argument(
+        "--max-new-tokens", type=positive_int, default=None, help="(default: the model's, input length + 50)"
+    )
+    parser.add_argument("--batch-tokens", type=positive_int, default=6000)
     args = parser.parse_args(argv)
 
-    source = Path(args.input).read_text(encoding="utf-8") if args.input else sys.stdin.read()
-    lines = [line.strip() for line in source.splitlines()]
+    raw = Path(args.input).read_bytes() if args.input else sys.stdin.buffer.read()
+    lines = split_lines(decode_utf8(raw, args.input or "<stdin>"))
     model, tokenizer = load_model(args.model)
-    nonempty = [i for i, line in enumerate(lines) if line]
     translated = translate(
         model,
         tokenizer,
-        [lines[i] for i in nonempty],
+        lines,
         num_beams=args.beams,
         length_penalty=args.length_penalty,
         max_new_tokens=args.max_new_tokens,
         batch_tokens=args.batch_tokens,
         progress=args.output is not None,
     )
-    result = [""] * len(lines)
-    for i, text in zip(nonempty, translated, strict=True):
-        result[i] = text
-    text = "\n".join(result) + ("\n" if result else "")
     if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
+        write_lines_atomic(args.output, translated)
     else:
-        sys.stdout.write(text)
+        sys.stdout.write("".join(line + "\n" for line in translated))
 
 
 if __name__ == "__main__":
