@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import time
 from types import SimpleNamespace
 
 import pytest
 
-from train.callbacks import TimeBudgetProgressCallback
+from train.callbacks import MetricsLogCallback, TimeBudgetProgressCallback, read_metrics
 
 
 def trainer_state(step: int = 0) -> SimpleNamespace:
@@ -34,3 +36,33 @@ def test_time_budget_bar_counts_minutes_and_estimates_the_end_of_the_run(capsys,
     callback.on_train_end(args, trainer_state(380), control)
     shown = capsys.readouterr().err
     assert "3.0/12 min" in shown and "100000" not in shown
+
+
+def write_log(path, rows, tail: str = "") -> None:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows) + tail, encoding="utf-8")
+
+
+ROWS = [{"step": step, "epoch": step / 10, "loss": 5.0 - step / 10} for step in (2, 4, 6, 8)]
+
+
+def test_a_metrics_log_cut_short_loses_only_its_last_line_with_a_warning(tmp_path, caplog):
+    path = tmp_path / "metrics.jsonl"
+    write_log(path, ROWS, tail='{"step": 10, "epoch": 1.0, "lo')  # killed while writing the line
+    with caplog.at_level(logging.WARNING, logger="train.callbacks"):
+        assert read_metrics(path) == ROWS
+    assert f"{path}:5: dropping the last line" in caplog.text
+
+    resumed = SimpleNamespace(is_world_process_zero=True, global_step=6)
+    MetricsLogCallback(path).on_train_begin(SimpleNamespace(), resumed, SimpleNamespace())
+    assert path.read_text(encoding="utf-8") == "".join(json.dumps(row) + "\n" for row in ROWS[:3])
+
+
+def test_a_damaged_metrics_log_is_an_error_naming_the_line(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    write_log(path, ROWS[:2], tail='{"step": 6, "lo\n' + json.dumps(ROWS[3]) + "\n")
+    with pytest.raises(ValueError, match=r"metrics\.jsonl:3: not a metrics row"):
+        read_metrics(path)
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match=r"metrics\.jsonl:3"):
+        MetricsLogCallback(path).on_train_begin(SimpleNamespace(), trainer_state(8), SimpleNamespace())
+    assert path.read_bytes() == before  # left as it was, for the user to look at

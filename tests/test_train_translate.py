@@ -3,7 +3,11 @@ how they read input lines, and how they fail on bad input."""
 
 from __future__ import annotations
 
+import errno
+import io
 import json
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +18,7 @@ from tests._tiny_tokenizer import tiny_tokenizer
 from tests.helpers import tiny_model
 from train import evaluate_model as evaluate_cli
 from train import translate as translate_cli
+from train.model_folder import load_model
 
 SENTENCES = ["Ein Hund läuft.", "Zwei Männer stehen auf der Straße.", "Ein Mädchen malt."]
 
@@ -110,3 +115,120 @@ def test_evaluate_model_reads_multi30k_and_its_tok_references_from_the_env_dir(m
     assert results["num_sentences"] == 2  # the copy's test set, not another one
     assert "bleu_tok_lc" in results and "pre:moses-lc-norm-tok" in results["bleu_tok_lc_signature"]
     assert (tmp_path / "out" / "hyp.test.en").read_text(encoding="utf-8").count("\n") == 2
+
+
+# ---- input lines: one output line per input line ---------------------------------------------------
+
+
+def run_cli_on_stdin(monkeypatch, capsys, model_dir: Path, raw: bytes, *flags: str) -> str:
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8"))
+    translate_cli.main([str(model_dir), "--max-new-tokens", "3", *flags])
+    return capsys.readouterr().out
+
+
+def test_one_output_line_per_input_line_whatever_characters_the_lines_hold(model_dir, monkeypatch, capsys):
+    """`printf 'Ein Hund\\xe2\\x80\\xa8läuft.\\nZwei Männer.\\n' | python -m train.translate MODEL`: 2 lines
+    in, 2 lines out (str.splitlines would see 3: U+2028 is a line separator to it)."""
+    out = run_cli_on_stdin(monkeypatch, capsys, model_dir, b"Ein Hund\xe2\x80\xa8l\xc3\xa4uft.\nZwei M\xc3\xa4nner.\n")
+    assert out.count("\n") == 2 and out.endswith("\n")
+    odd = "A\u2028b.\nC\x85d.\r\nE\x0cf.\nG\u2029h.\nI\x1cj.\x1d\x1e\n"  # separators splitlines() breaks at
+    assert len(odd.splitlines()) > 5
+    out = run_cli_on_stdin(monkeypatch, capsys, model_dir, odd.encode("utf-8"))
+    assert out.count("\n") == 5 and "\r" not in out
+
+
+def test_empty_input_lines_give_empty_output_lines(model_dir, monkeypatch, capsys):
+    model, tokenizer = load_model(model_dir)
+    sources = []
+    generate = model.generate
+
+    def recording_generate(**inputs):
+        sources.extend(text.strip() for text in tokenizer.batch_decode(inputs["input_ids"], skip_special_tokens=True))
+        return generate(**inputs)
+
+    monkeypatch.setattr(model, "generate", recording_generate)
+    monkeypatch.setattr(translate_cli, "load_model", lambda path: (model, tokenizer))
+    out = run_cli_on_stdin(monkeypatch, capsys, model_dir, b"\nEin Hund.\n   \n\nZwei M\xc3\xa4nner.\n\n")
+    lines = out.split("\n")
+    assert len(lines) == 7 and lines[-1] == ""  # 6 lines and the final line end
+    assert [i for i, line in enumerate(lines[:6]) if line == ""] == [0, 2, 3, 5]
+    assert sorted(sources) == ["Ein Hund.", "Zwei Männer."]  # the model ran on the two sentences only
+    assert run_cli_on_stdin(monkeypatch, capsys, model_dir, b"\n\n") == "\n\n"
+
+
+def test_translate_writes_one_line_per_sentence_even_if_a_translation_holds_a_line_break(model_dir, monkeypatch):
+    model, tokenizer = load_model(model_dir)
+    monkeypatch.setattr(tokenizer, "batch_decode", lambda ids, **kwargs: ["two\nlines\r"] * len(ids))
+    assert translate_cli.translate(model, tokenizer, ["Ein Hund.", "", "Zwei."], max_new_tokens=2) == [
+        "two lines",
+        "",
+        "two lines",
+    ]
+
+
+# ---- bad input: clear errors, nothing written --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"), [("--beams", "0"), ("--beams", "-2"), ("--beams", "four"), ("--batch-tokens", "0")]
+)
+def test_bad_flags_are_refused_by_the_argument_parser(model_dir, flag, value, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        translate_cli.main([str(model_dir), flag, value])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert f"argument {flag}: " in error and "positive integer" in error
+    with pytest.raises(SystemExit):
+        evaluate_cli.main([str(model_dir), flag if flag == "--beams" else "--max-samples", value])
+
+
+def test_non_utf8_input_names_file_line_and_column(model_dir, tmp_path, monkeypatch, capsys):
+    source = tmp_path / "latin1.de"
+    source.write_bytes("Ein Hund.\nZwei M\xe4nner.\n".encode("latin-1"))
+    output = tmp_path / "out.en"
+    with pytest.raises(ValueError, match=r"latin1\.de:2: not valid UTF-8 \(byte 0xe4 at column 7"):
+        translate_cli.main([str(model_dir), "--input", str(source), "--output", str(output)])
+    assert not output.exists()
+    with pytest.raises(ValueError, match=r"<stdin>:2: not valid UTF-8"):
+        run_cli_on_stdin(monkeypatch, capsys, model_dir, source.read_bytes())
+
+
+def test_non_utf8_training_data_names_file_and_line(tmp_path):
+    from train.data import DataError, load_parallel
+
+    (tmp_path / "train.de").write_bytes(b"Ein Hund.\nZwei Katzen.\nDrei M\xe4use.\n")
+    (tmp_path / "train.en").write_text("A dog.\nTwo cats.\nThree mice.\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"train\.de:3: not valid UTF-8 \(byte 0xe4 at column 7"):
+        load_parallel(tmp_path, "de", "en")
+
+
+def test_a_sentence_longer_than_the_position_table_is_an_error_naming_its_line(model_dir, tmp_path):
+    """No silent truncation: the limit is max_position_embeddings tokens (64 here), `</s>` included."""
+    model, tokenizer = load_model(model_dir)
+    limit = model.config.max_position_embeddings
+    long_line = " ".join(["Hund"] * 200)
+    length = len(tokenizer(long_line).input_ids)
+    source = write_text(tmp_path / "in.de", f"Ein Hund.\n\n{long_line}\n")
+    output = tmp_path / "out.en"
+    with pytest.raises(ValueError, match=rf"line 3 is {length} tokens long, more than the model's {limit} positions"):
+        translate_cli.main([str(model_dir), "--input", str(source), "--output", str(output)])
+    assert not output.exists()
+    fitting = "Hund"
+    while len(tokenizer(fitting + " a").input_ids) <= limit:
+        fitting += " a"
+    assert len(tokenizer(fitting).input_ids) == limit  # exactly at the limit: translated
+    assert len(translate_cli.translate(model, tokenizer, [fitting], max_new_tokens=2)) == 1
+
+
+def test_output_file_is_replaced_only_when_the_translation_is_complete(model_dir, tmp_path, monkeypatch):
+    source = write_text(tmp_path / "in.de", "Ein Hund.\nZwei Männer.\n")
+    output = write_text(tmp_path / "out.en", "previous translations\n")
+
+    def fail(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", fail)
+    with pytest.raises(OSError, match="No space left"):
+        translate_cli.main([str(model_dir), "--input", str(source), "--output", str(output), "--max-new-tokens", "2"])
+    assert output.read_text(encoding="utf-8") == "previous translations\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.de", "out.en"]  # no temporary file left
