@@ -29,8 +29,13 @@ class MetricsLogCallback(TrainerCallback):
         self.path = Path(path)
 
     def on_train_begin(self, args, state, control, **kwargs):
-        if state.is_world_process_zero and self.path.exists():
-            kept = [row for row in read_metrics(self.path) if row["step"] <= state.global_step]
+        if state.is_world_process_zero:
+            self.keep_until(state.global_step)
+
+    def keep_until(self, step: int) -> None:
+        """Drop the rows logged after `step` (and a last line cut short) from an existing log."""
+        if self.path.exists():
+            kept = [row for row in read_metrics(self.path) if row["step"] <= step]
             write_text_atomic(self.path, "".join(json.dumps(row) + "\n" for row in kept))
 
     def on_log(self, args, state, control, logs=None, **kwargs):

@@ -41,7 +41,7 @@ from transformers import (
     Seq2SeqTrainingArguments,
     set_seed,
 )
-from transformers.trainer_callback import ProgressCallback
+from transformers.trainer_callback import ProgressCallback, TrainerState
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 import hf_vanilla_transformer as hvt
@@ -297,9 +297,16 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         100 * stats.pad_fraction,
         100 * stats.random_pad_fraction,
     )
-    if resume and existing:
-        logger.info("resuming from %s", existing)
-    trainer.train(resume_from_checkpoint=str(existing) if resume and existing else None)
+    finished = TrainerState.load_from_json(str(existing / "trainer_state.json")) if resume and existing else None
+    if finished is not None and finished.global_step >= cfg.max_steps:
+        # Training had ended (a later step failed): the Trainer would train one step past max_steps.
+        logger.info("%s is the last step (max_steps=%d): finishing the run without training", existing, cfg.max_steps)
+        trainer.state = finished
+        callbacks[0].keep_until(finished.global_step)  # as on_train_begin would
+    else:
+        if resume and existing:
+            logger.info("resuming from %s", existing)
+        trainer.train(resume_from_checkpoint=str(existing) if resume and existing else None)
     summary: dict[str, Any] = {
         "output_dir": str(output_dir),
         "train_pairs": len(train_ds),
