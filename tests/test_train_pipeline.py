@@ -138,6 +138,12 @@ def test_config_errors_name_the_setting(tmp_path):
         TrainConfig.load(tmp_path / "nope.yaml")
     cfg = TrainConfig.load(REPO_ROOT / "train/configs/multi30k_de_en.yaml", ["model.dropout=0.3", "max_steps=7"])
     assert cfg.model["dropout"] == 0.3 and cfg.max_steps == 7
+    with pytest.raises(ValueError, match=r"max_steps must be >= 1, got 0; test_num_beams must be >= 1 or null, got 0"):
+        TrainConfig.load(None, ["test_num_beams=0", "max_steps=0"])
+    with pytest.raises(ValueError, match=r"preset must be one of \['base', 'big', 'small', 'tiny'\], got 'huge'"):
+        TrainConfig.load(None, ["preset=huge"])
+    with pytest.raises(ValueError, match=r"label_smoothing must be in \[0, 1\), got 1.0"):
+        TrainConfig.load(None, ["label_smoothing=1.0"])
 
 
 def test_bad_data_stops_before_training(tmp_path):

@@ -126,10 +126,51 @@ class TrainConfig:
         hints = typing.get_type_hints(cls)
         for key, value in values.items():
             _check_type(key, value, hints[key], source)
-        return cls(**values)
+        config = cls(**values)
+        config.check_values(source)
+        return config
+
+    def check_values(self, source: str = "config") -> None:
+        """Reject values no run can use (so that they stop the run before it trains, not after)."""
+        from hf_vanilla_transformer.configuration_vanilla_transformer import PRESETS
+
+        problems = [f"{name} must be >= 1, got {getattr(self, name)}" for name in POSITIVE if getattr(self, name) < 1]
+        problems += [
+            f"{name} must be >= 1 or null, got {getattr(self, name)}"
+            for name in POSITIVE_OR_NONE
+            if getattr(self, name) is not None and getattr(self, name) < 1
+        ]
+        if not 0.0 <= self.label_smoothing < 1.0:
+            problems.append(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.max_train_minutes is not None and self.max_train_minutes < 0:
+            problems.append(f"max_train_minutes must be >= 0 or null, got {self.max_train_minutes}")
+        if self.lr_factor <= 0:
+            problems.append(f"lr_factor must be > 0, got {self.lr_factor}")
+        if self.preset not in PRESETS:
+            problems.append(f"preset must be one of {sorted(PRESETS)}, got {self.preset!r}")
+        if problems:
+            raise ValueError(f"{source}: {'; '.join(problems)}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+POSITIVE = (
+    "vocab_size",
+    "max_source_length",
+    "max_target_length",
+    "max_tokens",
+    "gradient_accumulation_steps",
+    "warmup_steps",
+    "max_steps",
+    "eval_steps",
+    "save_steps",
+    "keep_checkpoints",
+    "average_last",
+    "eval_num_beams",
+    "logging_steps",
+)
+POSITIVE_OR_NONE = ("max_eval_samples", "test_num_beams", "num_threads", "early_stopping_patience")
 
 
 def _parse_overrides(overrides: list[str] | dict[str, Any] | None) -> dict[str, Any]:
