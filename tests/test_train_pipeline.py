@@ -216,6 +216,10 @@ def test_fine_tuning_refuses_architecture_overrides_and_applies_regularisation(f
         fine_tune(encoder_layers=4, d_model=64, dropout=0.2)
     with pytest.raises(ValueError, match="model.label_smoothing is a training setting"):
         fine_tune(label_smoothing=0.2)
+    with pytest.raises(ValueError, match="model.dropuot is not a VanillaTransformerConfig field"):
+        TrainConfig.load(None, ["model.dropuot=0.3"])
+    with pytest.raises(ValueError, match="model.length_penalty_form is a decoding setting"):
+        TrainConfig.load(None, ["model.length_penalty_form=hf"])
     model = fine_tune(dropout=0.3, attention_dropout=0.1)
     residuals = [m for m in model.modules() if type(m).__name__ == "ResidualLayerNorm"]
     assert residuals and {m.dropout for m in residuals} == {0.3}

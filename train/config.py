@@ -46,7 +46,7 @@ class TrainConfig:
     """A `VanillaTransformerConfig` preset: `tiny`, `small`, `base` or `big`."""
     model: dict[str, Any] = field(default_factory=dict)
     """Overrides of VanillaTransformerConfig fields, e.g. {dropout: 0.3, encoder_layers: 4}. With
-    `init_from` only regularisation may change (`train.train.FINE_TUNING_OVERRIDES`: the dropouts)."""
+    `init_from` only regularisation may change (`FINE_TUNING_OVERRIDES`: the dropouts)."""
     init_from: str | None = None
     """Fine-tune: a trained model folder to start from (its tokenizer is kept; its config must
     match its weights)."""
@@ -132,7 +132,7 @@ class TrainConfig:
 
     def check_values(self, source: str = "config") -> None:
         """Reject values no run can use (so that they stop the run before it trains, not after)."""
-        from hf_vanilla_transformer.configuration_vanilla_transformer import PRESETS
+        from hf_vanilla_transformer.configuration_vanilla_transformer import PRESETS, VanillaTransformerConfig
 
         problems = [f"{name} must be >= 1, got {getattr(self, name)}" for name in POSITIVE if getattr(self, name) < 1]
         problems += [
@@ -148,12 +148,34 @@ class TrainConfig:
             problems.append(f"lr_factor must be > 0, got {self.lr_factor}")
         if self.preset not in PRESETS:
             problems.append(f"preset must be one of {sorted(PRESETS)}, got {self.preset!r}")
+        fields = {f.name for f in dataclasses.fields(VanillaTransformerConfig)}
+        for key in sorted(self.model):
+            if key in NOT_MODEL_SETTINGS:
+                problems.append(f"model.{key} is {NOT_MODEL_SETTINGS[key]}")
+            elif key not in fields:
+                problems.append(f"model.{key} is not a VanillaTransformerConfig field")
+        refused = sorted(set(self.model) - set(FINE_TUNING_OVERRIDES)) if self.init_from else []
+        if refused:
+            problems.append(
+                f"init_from={self.init_from}: cannot change {refused} of a trained model (its weights were trained "
+                f"with its own architecture); when fine-tuning, model.* may only set {list(FINE_TUNING_OVERRIDES)}"
+            )
         if problems:
             raise ValueError(f"{source}: {'; '.join(problems)}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+
+FINE_TUNING_OVERRIDES = ("dropout", "attention_dropout", "activation_dropout")
+"""`model.*` settings allowed with `init_from`: regularisation only, which changes training but not what
+the loaded weights mean. Every other field describes the architecture the weights were trained in."""
+
+NOT_MODEL_SETTINGS = {
+    "label_smoothing": "a training setting, not a model one: set label_smoothing instead",
+    "length_penalty_form": "a decoding setting, in the model's generation_config, not a model one",
+}
+"""Former model config fields (older folders still have them) and where they live now."""
 
 POSITIVE = (
     "vocab_size",

@@ -7,16 +7,27 @@
 
 What a run does, and where it writes (`output_dir`):
 
-1. loads the parallel data (`train.data`), stopping with a clear error on bad files;
+1. loads the parallel data once (`train.data.load_corpus`), stopping with a clear error on bad
+   files or on a split name (train, validation or test) that the data do not have;
 2. trains a shared BPE tokenizer on the training text, or loads `tokenizer` / `init_from`'s
    (`tokenizer/`), and tokenises with `datasets.map` (cached under `cache/`);
-3. builds the model from a preset plus overrides, or loads `init_from` to fine-tune;
-4. trains with Adam (beta2 0.98, eps 1e-9), the inverse-square-root schedule with warmup (§5.3),
-   label smoothing 0.1 (§5.4) and token-budget batches (`train.batching`), validating loss and
-   BLEU of generated translations every `eval_steps` (`checkpoint-*/`, `metrics.jsonl`);
-5. averages the last `average_last` checkpoints (§6.1) into `model/`, the final model;
-6. evaluates `model/` on the test split with beam search (`model/results.test.json`), draws
-   `training_curves.png`, and writes the model card `model/README.md`.
+3. builds the model from a preset plus overrides, or loads `init_from` to fine-tune (checked, and
+   only regularisation may be overridden: `train.config.FINE_TUNING_OVERRIDES`);
+4. trains with Adam (beta2 0.98, eps 1e-9), the inverse-square-root schedule with warmup (§5.3,
+   `train.schedule`), label smoothing (§5.4) and token-budget batches (`train.batching`),
+   validating loss and BLEU of generated translations every `eval_steps` and when it stops
+   (`checkpoint-*/`, `metrics.jsonl`); with `max_train_minutes` it stops on time, and the progress
+   bar counts minutes of the budget;
+5. averages the last `average_last` checkpoints (§6.1) into `model/`, the final model (replaced
+   only once the new one is complete);
+6. loads `model/` once and evaluates it on the test split with the model's decoding settings
+   (`model/results.<split>.json`, `model/hyp.<split>.<lang>`), draws `training_curves.png`, and
+   writes the model card `model/README.md`.
+
+Interruptions: `--resume` continues from the last complete checkpoint (one whose
+`trainer_state.json`, written last, parses; incomplete ones are renamed `incomplete-checkpoint-N`)
+and reaches the same weights as an uninterrupted run; a run that had already reached `max_steps`
+is only finished (steps 5-6). A last line of `metrics.jsonl` cut short is dropped with a warning.
 """
 
 from __future__ import annotations
@@ -96,23 +107,11 @@ def prepare_datasets(cfg: TrainConfig, raw: DatasetDict, tokenizer, output_dir: 
 
 
 # ---------------------------------------------------------------------------- model
-FINE_TUNING_OVERRIDES = ("dropout", "attention_dropout", "activation_dropout")
-"""`model.*` settings allowed with `init_from`: regularisation only, which changes training but not what
-the loaded weights mean. Every other field describes the architecture the weights were trained in."""
-
-
 def build_model(cfg: TrainConfig, tokenizer):
     """A new model from `preset` + `model` overrides, or the `init_from` model to fine-tune (checked:
     its weights must match its config; only `FINE_TUNING_OVERRIDES` may be changed)."""
-    if "label_smoothing" in cfg.model:
-        raise ValueError("model.label_smoothing is a training setting, not a model one: set label_smoothing instead")
+    cfg.check_values()
     if cfg.init_from:
-        refused = sorted(set(cfg.model) - set(FINE_TUNING_OVERRIDES))
-        if refused:
-            raise ValueError(
-                f"init_from={cfg.init_from}: cannot change {refused} of a trained model (its weights were trained "
-                f"with its own architecture); when fine-tuning, model.* may only set {list(FINE_TUNING_OVERRIDES)}"
-            )
         # Given to from_pretrained, so that the layers are built with them (set afterwards, they would
         # reach the config but not the modules).
         return load_checked_model(cfg.init_from, **cfg.model)
