@@ -237,3 +237,19 @@ def test_forward_takes_the_cache_under_both_names():
     assert bool(deprecations) == (CACHE_NAME == "cache")  # the old name warns only where it is deprecated
     with pytest.raises(ValueError, match="both `cache` and `past_key_values`"):
         model(**step, cache=copy.deepcopy(cache), past_key_values=copy.deepcopy(cache))
+
+
+@torch.no_grad()
+def test_beam_search_reorders_only_the_self_attention_cache():
+    """BeamSearchCache skips the cross-attention reorder (identical K/V for all beams of a sentence):
+    the output equals decoding without any cache, and the cross cache stays one copy per source position."""
+    from hf_vanilla_transformer.generation import BeamSearchCache
+
+    model = tiny_model()
+    src = _sources()
+    out = model.generate(**src, num_beams=4, max_new_tokens=12, return_dict_in_generate=True)
+    cache = getattr(out, CACHE_NAME)
+    assert isinstance(cache, BeamSearchCache)
+    assert cache.cross_attention_cache.get_seq_length() == src["input_ids"].shape[1]
+    uncached = model.generate(**src, num_beams=4, max_new_tokens=12, use_cache=False)
+    assert torch.equal(out.sequences, uncached)
