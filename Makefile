@@ -1,30 +1,74 @@
 # Quick start (README): `make recipe` trains and evaluates the main model; `make test` runs the tests.
-# Both install what they need first: torch's CPU build, then this package with its extras.
+#
+# Both run in a virtual environment of this project (.venv), never in whatever Python packages the
+# machine happens to have: it is created if missing, torch's CPU build is installed first, then this
+# package with every dependency upgraded to the newest release its pins allow (for transformers: the
+# newest release of the tested range declared in hf_vanilla_transformer/compat.py).
+#
+# Compatibility (CI runs all three, see .ci/run):
+#   make test          the whole suite on the newest transformers within the tested range
+#   make test-floor    the model, generation and remote-code tests on the range's floor release
+#   make canary        the same on the newest transformers release overall, if it is above the range
 PYTHON ?= python3
 TORCH_SPEC ?= torch==2.13.0
+VENV ?= .venv
+BIN = $(VENV)/bin
+PIP = $(BIN)/python -m pip --quiet --disable-pip-version-check
 
-.PHONY: install recipe recipe-full cards test lint benchmark
+# The tested transformers range, read from its one home.
+TESTED_RANGE := $(shell sed -n 's/^TESTED_TRANSFORMERS = SpecifierSet("\(.*\)")/\1/p' hf_vanilla_transformer/compat.py)
+FLOOR := $(shell echo '$(TESTED_RANGE)' | sed -n 's/.*>=\([0-9.]*\).*/\1/p')
+# Tests of the model itself, generation and remote-code loading: what must hold on every release.
+CORE_TESTS = tests/test_compat.py tests/test_config.py tests/test_modeling.py tests/test_generation.py \
+	tests/test_layers_reference.py tests/test_marian_reference.py tests/test_positional_encoding.py \
+	tests/test_hf_common.py tests/test_remote_code.py tests/test_toy_task.py tests/test_tokenizer.py
+
+.PHONY: install recipe recipe-full cards test test-floor canary venv-floor venv-canary versions lint benchmark
 
 install:
-	$(PYTHON) -m pip install --quiet "$(TORCH_SPEC)"
-	$(PYTHON) -m pip install --quiet -e ".[dev]"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(PIP) install "$(TORCH_SPEC)"
+	@$(PIP) install --upgrade --upgrade-strategy eager -e ".[dev]"
+	@$(BIN)/python -c "import torch, transformers; print(f'{\"$(VENV)\"}: torch {torch.__version__}, transformers {transformers.__version__} (tested range {\"$(TESTED_RANGE)\"})')"
 
 # A run writes only into its folder under runs/ (its model card: runs/<name>/model/README.md).
 recipe: install
-	$(PYTHON) -m train.recipe
+	$(BIN)/python -m train.recipe
 
 recipe-full: install
-	$(PYTHON) -m train.recipe --setting full
+	$(BIN)/python -m train.recipe --setting full
 
 # Explicitly refresh the committed cards in model_cards/ from the finished runs of the recipes.
-cards:
-	$(PYTHON) -m train.recipe --refresh-cards
+cards: install
+	$(BIN)/python -m train.recipe --refresh-cards
 
 test: install
-	$(PYTHON) -m pytest
+	$(BIN)/python -m pytest
+
+venv-floor:
+	@$(MAKE) --no-print-directory install VENV=.venv-floor
+	@.venv-floor/bin/python -m pip --quiet --disable-pip-version-check install "transformers==$(FLOOR)"
+
+test-floor: venv-floor
+	.venv-floor/bin/python -m pytest $(CORE_TESTS)
+
+# The newest transformers release overall: above the tested range it is installed anyway (pip warns
+# about the pin), and the core tests tell whether the cap can be raised.
+venv-canary:
+	@$(MAKE) --no-print-directory install VENV=.venv-canary
+	@.venv-canary/bin/python -m pip --quiet --disable-pip-version-check install --upgrade transformers
+
+canary: venv-canary
+	@if .venv-canary/bin/python -c "import sys, transformers; from packaging.specifiers import SpecifierSet; sys.exit(transformers.__version__ in SpecifierSet('$(TESTED_RANGE)'))"; then \
+		.venv-canary/bin/python -m pytest $(CORE_TESTS); \
+	else echo "canary: the newest transformers release is within the tested range ($(TESTED_RANGE)); nothing to do"; fi
+
+versions:
+	@for venv in .venv .venv-floor .venv-canary; do test -x $$venv/bin/python && \
+		$$venv/bin/python -c "import sys, torch, transformers, tokenizers, huggingface_hub; print(f'{sys.argv[1]:13s} transformers {transformers.__version__:8s} torch {torch.__version__:12s} tokenizers {tokenizers.__version__:8s} huggingface_hub {huggingface_hub.__version__}')" $$venv; done; true
 
 lint:
-	$(PYTHON) -m ruff check hf_vanilla_transformer train tests benchmarks
+	$(BIN)/python -m ruff check hf_vanilla_transformer train tests benchmarks
 
 benchmark: install
-	$(PYTHON) benchmarks/bench_model.py
+	$(BIN)/python benchmarks/bench_model.py

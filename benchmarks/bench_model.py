@@ -1,32 +1,45 @@
-"""Speed of the model against references measured in the same run (ratios, not absolute targets).
+"""Speed and memory of the model against transformers' MarianMTModel, measured in the same run.
 
-    python benchmarks/bench_model.py            # small preset, vocab 8000, CPU
-    python benchmarks/bench_model.py --quick    # fewer repetitions
+    python benchmarks/bench_model.py                  # small and base presets
+    python benchmarks/bench_model.py --quick          # small only, fewer rounds
+    python benchmarks/bench_model.py --json benchmarks/results/this-machine.json
 
-Compares, on identical batches:
-- a training step (forward + backward + Adam) of VanillaTransformerForConditionalGeneration against
-  transformers' MarianMTModel of the same size and options (the same architecture in-library);
-- eager against SDPA attention;
-- beam-4 generation with the KV cache against generation without it.
-Prints the median time of each and the ratio ours / reference (< 1 means faster).
+MarianMTModel of the same architecture (post-LN, scaled tied embeddings, sinusoidal positions, ReLU,
+biased projections: our model with `attention_bias=True, sinusoidal_layout="concat"`) is what a
+user would pick instead. Both start from random weights and see identical batches, in interleaved
+rounds (A B A B ...), and the medians are compared: every row is a ratio measured in one run on one
+machine, never an absolute target. Timings vary between machines and runs; the CPU, its flags and
+torch's thread count are printed with the results.
+
+Rows:
+- a training step (forward, backward, Adam) on 200 sentence pairs of 8-32 tokens, in target tokens
+  per second, for our model in fp32 and with bf16 autocast (`torch.autocast("cpu", torch.bfloat16)`,
+  fp32 master weights) against Marian in fp32; MFU = model FLOPs (counted by torch's FlopCounterMode)
+  per second over the matmul peak of the same dtype measured in this run;
+- peak memory (resident set) of training steps, each model in a fresh process;
+- greedy and beam-4 decoding of 64 sentences, exactly 25 new tokens each, in sentences per second.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import platform
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 from transformers import MarianConfig, MarianMTModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import hf_vanilla_transformer as hvt  # noqa: E402
+from benchmarks.bench_matmul import gflops  # noqa: E402
 
 SIZE_FIELDS = (
-    "vocab_size",
     "d_model",
     "encoder_layers",
     "decoder_layers",
@@ -34,61 +47,70 @@ SIZE_FIELDS = (
     "decoder_attention_heads",
     "encoder_ffn_dim",
     "decoder_ffn_dim",
-    "max_position_embeddings",
 )
+VOCAB = 8000
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 
 
-def small_sizes(vocab_size: int = 8000) -> dict:
-    """The `small` preset's sizes, in the field names that MarianConfig shares with ours."""
-    preset = hvt.VanillaTransformerConfig.small(vocab_size=vocab_size)
-    return {name: getattr(preset, name) for name in SIZE_FIELDS}
+def cpu_description() -> dict:
+    flags, name = set(), platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return {"cpu": name, "flags": [f for f in CPU_FLAGS if f in flags], "threads": torch.get_num_threads()}
 
 
-SIZES = small_sizes()
+def sizes(preset: str) -> dict:
+    config = hvt.VanillaTransformerConfig.from_preset(preset, vocab_size=VOCAB)
+    return {name: getattr(config, name) for name in SIZE_FIELDS} | {"vocab_size": VOCAB, "max_position_embeddings": 512}
 
 
-def median_seconds(fn, repeats: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def ours(implementation: str = "sdpa"):
+def build(kind: str, preset: str, dropout: float = 0.1):
     torch.manual_seed(0)
+    if kind == "marian":
+        return MarianMTModel(
+            MarianConfig(
+                **sizes(preset),
+                activation_function="relu",
+                scale_embedding=True,
+                dropout=dropout,
+                pad_token_id=0,
+                eos_token_id=2,
+                decoder_start_token_id=1,
+                forced_eos_token_id=None,
+            )
+        )
     config = hvt.VanillaTransformerConfig(
-        **SIZES, attention_bias=True, sinusoidal_layout="concat", dropout=0.1, attn_implementation=implementation
+        **sizes(preset), attention_bias=True, sinusoidal_layout="concat", dropout=dropout
     )
     return hvt.VanillaTransformerForConditionalGeneration(config)
 
 
-def marian(implementation: str = "sdpa"):
-    torch.manual_seed(0)
-    return MarianMTModel(
-        MarianConfig(
-            **SIZES,
-            activation_function="relu",
-            scale_embedding=True,
-            dropout=0.1,
-            pad_token_id=0,
-            eos_token_id=2,
-            decoder_start_token_id=1,
-            forced_eos_token_id=None,
-            attn_implementation=implementation,
-        )
-    )
+def training_batch(pairs: int = 200, seed: int = 0) -> dict:
+    """`pairs` sentence pairs of 8-32 tokens, padded to the longest (lengths uniform)."""
+    g = torch.Generator().manual_seed(seed)
+    src_len = torch.randint(8, 33, (pairs,), generator=g)
+    tgt_len = torch.randint(8, 33, (pairs,), generator=g)
+    input_ids = torch.zeros(pairs, int(src_len.max()), dtype=torch.long)
+    labels = torch.full((pairs, int(tgt_len.max())), -100, dtype=torch.long)
+    for i in range(pairs):
+        input_ids[i, : src_len[i]] = torch.randint(4, VOCAB, (int(src_len[i]),), generator=g)
+        labels[i, : tgt_len[i]] = torch.randint(4, VOCAB, (int(tgt_len[i]),), generator=g)
+    return {"input_ids": input_ids, "attention_mask": (input_ids != 0).long(), "labels": labels}
 
 
-def train_step(model, batch):
+def train_step(model, batch, bf16: bool = False):
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     model.train()
 
     def step():
-        loss = model(**batch).loss
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = model(**batch).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -96,41 +118,150 @@ def train_step(model, batch):
     return step
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    repeats = 3 if args.quick else 7
-    g = torch.Generator().manual_seed(0)
-    batch = {
-        "input_ids": torch.randint(4, 8000, (64, 20), generator=g),
-        "labels": torch.randint(4, 8000, (64, 20), generator=g),
+def step_flops(model, batch) -> int:
+    with FlopCounterMode(display=False) as counter:
+        model.train()
+        model(**batch).loss.backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
+def interleaved(fns: dict, rounds: int, warmup: int = 1) -> dict:
+    """Median seconds of each function, run in interleaved rounds so that drift hits all alike."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+PEAK_MEMORY_CHILD = """
+import resource, sys, torch
+sys.path.insert(0, sys.argv[1])
+from benchmarks.bench_model import build, training_batch, train_step
+model = build(sys.argv[2], sys.argv[3])
+step = train_step(model, training_batch(), bf16=sys.argv[4] == "bf16")
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+for _ in range(3):
+    step()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
+"""
+
+
+def peak_training_memory_mib(kind: str, preset: str, precision: str) -> float:
+    """Growth of the peak resident set over 3 training steps, in a fresh process (KiB on Linux -> MiB)."""
+    root = str(Path(__file__).resolve().parents[1])
+    out = subprocess.run(
+        [sys.executable, "-c", PEAK_MEMORY_CHILD, root, kind, preset, precision],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return int(out.stdout.strip().splitlines()[-1]) / 1024
+
+
+def bench_training(preset: str, rounds: int, peaks: dict) -> list[dict]:
+    batch = training_batch()
+    tokens = int((batch["labels"] != -100).sum())
+    models = {"marian": build("marian", preset), "ours": build("ours", preset), "ours_bf16": build("ours", preset)}
+    flops = step_flops(models["ours"], batch)
+    fns = {
+        "marian fp32": train_step(models["marian"], batch),
+        "ours fp32": train_step(models["ours"], batch),
+        "ours bf16 autocast": train_step(models["ours_bf16"], batch, bf16=True),
     }
-    batch["attention_mask"] = torch.ones_like(batch["input_ids"])
+    seconds = interleaved(fns, rounds)
     rows = []
-
-    t_ours = median_seconds(train_step(ours(), batch), repeats)
-    t_marian = median_seconds(train_step(marian(), batch), repeats)
-    rows.append(("train step, 1280+1280 tokens", "MarianMTModel", t_ours, t_marian))
-
-    t_eager = median_seconds(train_step(ours("eager"), batch), repeats)
-    rows.append(("train step, SDPA", "same model, eager", t_ours, t_eager))
-
-    model = ours().eval()
-    source = {"input_ids": batch["input_ids"][:16], "attention_mask": batch["attention_mask"][:16]}
-    with torch.inference_mode():
-        cached = median_seconds(
-            lambda: model.generate(**source, num_beams=4, max_new_tokens=30, use_cache=True), repeats, warmup=1
+    for name, t in seconds.items():
+        peak = peaks["bf16"] if "bf16" in name else peaks["fp32"]
+        rows.append(
+            {
+                "measurement": f"training step, {preset}",
+                "variant": name,
+                "seconds": t,
+                "target_tokens_per_s": tokens / t,
+                "ratio_vs_marian_fp32": seconds["marian fp32"] / t,
+                "mfu": flops / t / (peak * 1e9),
+            }
         )
-        uncached = median_seconds(
-            lambda: model.generate(**source, num_beams=4, max_new_tokens=30, use_cache=False), repeats, warmup=1
-        )
-    rows.append(("beam-4 generation, 16 x 30 tokens, KV cache", "no cache", cached, uncached))
+    for precision in ("fp32", "bf16"):
+        for kind in ("marian", "ours"):
+            if kind == "marian" and precision == "bf16":
+                continue
+            rows.append(
+                {
+                    "measurement": f"peak memory of a training step, {preset}",
+                    "variant": f"{kind} {precision}",
+                    "peak_rss_growth_mib": peak_training_memory_mib(kind, preset, precision),
+                }
+            )
+    return rows
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"{'measurement':45s} {'reference':20s} {'ours (s)':>10s} {'ref (s)':>10s} {'ratio':>7s}")
-    for name, reference, t, r in rows:
-        print(f"{name:45s} {reference:20s} {t:10.3f} {r:10.3f} {t / r:7.2f}")
+
+def bench_decoding(preset: str, rounds: int) -> list[dict]:
+    g = torch.Generator().manual_seed(1)
+    lengths = torch.randint(8, 33, (64,), generator=g)
+    input_ids = torch.zeros(64, int(lengths.max()), dtype=torch.long)
+    for i, n in enumerate(lengths.tolist()):
+        input_ids[i, :n] = torch.randint(4, VOCAB, (n,), generator=g)
+    source = {"input_ids": input_ids, "attention_mask": (input_ids != 0).long()}
+    ours, marian = build("ours", preset).eval(), build("marian", preset).eval()
+    rows = []
+    for beams in (1, 4):
+        fixed = dict(num_beams=beams, max_new_tokens=25, min_new_tokens=25, do_sample=False)
+
+        def run(model, fixed=fixed, **extra):
+            return lambda: model.generate(**source, **fixed, **extra)
+
+        with torch.inference_mode():
+            seconds = interleaved(
+                {"marian": run(marian), "ours": run(ours, length_penalty_form="hf")}, rounds, warmup=1
+            )
+        for name, t in seconds.items():
+            rows.append(
+                {
+                    "measurement": f"{'greedy' if beams == 1 else 'beam-4'} decoding, {preset}, 64 x 25 tokens",
+                    "variant": name,
+                    "seconds": t,
+                    "sentences_per_s": 64 / t,
+                    "ratio_vs_marian": seconds["marian"] / t,
+                }
+            )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small preset only, 3 rounds")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    rounds = 3 if args.quick else 5
+    presets = ["small"] if args.quick else ["small", "base"]
+    machine = cpu_description() | {"torch": torch.__version__, "transformers": hvt.compat.INSTALLED_TRANSFORMERS.public}
+    threads = torch.get_num_threads()
+    peaks = {"fp32": gflops(torch.float32, threads), "bf16": gflops(torch.bfloat16, threads, repeats=3)}
+    torch.set_num_threads(threads)
+    machine["matmul_peak_gflops"] = peaks
+    print(json.dumps(machine))
+    rows = []
+    for preset in presets:
+        rows += bench_training(preset, rounds, peaks)
+        rows += bench_decoding(preset, rounds)
+    for row in rows:
+        details = {
+            k: round(v, 3) if isinstance(v, float) else v for k, v in row.items() if k not in ("measurement", "variant")
+        }
+        print(f"{row['measurement']:45s} {row['variant']:20s} {details}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(
+            json.dumps({"machine": machine, "command": " ".join(sys.argv), "rows": rows}, indent=2) + "\n"
+        )
 
 
 if __name__ == "__main__":

@@ -21,8 +21,9 @@ import logging
 
 import torch
 from transformers import GenerationConfig, GenerationMixin, StoppingCriteria, StoppingCriteriaList
+from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
-from .compat import check_beam_search_hooks
+from .compat import CACHE_NAME, check_beam_search_hooks
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,20 @@ class SourceLengthCriteria(StoppingCriteria):
         rows_per_sentence = input_ids.shape[0] // self.limits.shape[0]
         limits = self.limits.to(input_ids.device).repeat_interleave(rows_per_sentence)
         return input_ids.shape[1] >= limits
+
+
+class BeamSearchCache(EncoderDecoderCache):
+    """The KV cache for beam search, without the wasted copy of the encoder-decoder attention's K/V.
+
+    Beam search reorders the cache after every step (`reorder_cache(beam_idx)`), and each new beam
+    continues a beam *of the same sentence*. The cross-attention keys and values are projections of
+    that sentence's encoder output, identical for all its beams, so reordering them (a copy of
+    batch x beams x source length x d_model per layer, every step) changes nothing; only the
+    self-attention cache is reordered.
+    """
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        self.self_attention_cache.reorder_cache(beam_idx)
 
 
 def _source_lengths(
@@ -113,6 +128,13 @@ class PaperGenerationMixin(GenerationMixin):
             # position table, as transformers clamps its own default length.
             longest = 1 + int(lengths.max()) + int(offset)
             kwargs["max_length"] = min(longest, self.config.max_position_embeddings)
+        use_cache = kwargs.get("use_cache", config.use_cache)
+        no_cache_given = kwargs.get("cache") is None and kwargs.get("past_key_values") is None
+        if (num_beams or 1) > 1 and use_cache is not False and no_cache_given:
+            decoder_config = self.config.get_text_config(decoder=True)
+            kwargs[CACHE_NAME] = BeamSearchCache(
+                DynamicCache(config=decoder_config), DynamicCache(config=decoder_config)
+            )
         self._length_penalty_form = form
         return super().generate(inputs, generation_config=generation_config, **kwargs)
 

@@ -114,3 +114,17 @@ def test_in_process_pipeline(saved_model):
         translate(SENTENCES[0], beams=4)
     with pytest.raises(ValueError, match="empty list"):
         translate([])
+
+
+def test_pipeline_empty_inputs_and_overlong_inputs(saved_model):
+    """Empty input -> "" (as train.translate does for empty lines); too long -> a clear error, or truncation."""
+    path, model, tok = saved_model
+    translate = pipeline("translation", model=str(path), trust_remote_code=True)
+    out = translate(["", SENTENCES[0], "   "], num_beams=1, max_new_tokens=6)
+    assert [o["translation_text"] for o in out][::2] == ["", ""]
+    assert out[1] == translate(SENTENCES[0], num_beams=1, max_new_tokens=6)[0]
+    assert translate("") == [{"translation_text": ""}]
+    too_long = " ".join(["Hund"] * (model.config.max_position_embeddings + 10))
+    with pytest.raises(ValueError, match="longer than the model's 512 positions; pass truncation=True"):
+        translate(too_long, num_beams=1, max_new_tokens=2)
+    assert len(translate(too_long, num_beams=1, max_new_tokens=2, truncation=True)) == 1

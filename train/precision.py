@@ -1,0 +1,59 @@
+"""Which arithmetic a training run uses on this CPU: fp32, or bf16 autocast where the CPU has it.
+
+On CPUs with native bf16 matrix instructions (`avx512_bf16`, or AMX), `torch.autocast("cpu",
+torch.bfloat16)` runs the matrix multiplies in bf16 and trains the small preset about 2-3x faster
+(`benchmarks/bench_model.py`), while the weights, the optimizer state and the loss stay in fp32
+(the Trainer's `bf16=True`). Without those instructions torch emulates bf16 and it is far slower
+than fp32 (`benchmarks/bench_matmul.py`), so `precision: auto` (the default) picks bf16 only where
+the CPU has it, and the run logs which one it took. Validation loss after a fixed number of steps
+is within seed noise of fp32 (`benchmarks/bf16_quality.py`, results in `benchmarks/README.md`).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+PRECISIONS = ("auto", "fp32", "bf16")
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_flags() -> set[str]:
+    """The CPU feature flags the kernel reports (Linux); empty where /proc/cpuinfo does not exist."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def native_bf16(flags: set[str] | None = None) -> bool:
+    """True where the CPU multiplies bf16 matrices in hardware (AVX-512 BF16 or AMX)."""
+    flags = cpu_flags() if flags is None else flags
+    return any(flag in flags for flag in NATIVE_BF16_FLAGS)
+
+
+def choose_precision(setting: str = "auto", flags: set[str] | None = None) -> str:
+    """`"fp32"` or `"bf16"` for a run whose config says `precision: setting`; logs the choice and why."""
+    if setting not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {setting!r}")
+    has_bf16 = native_bf16(flags)
+    if setting == "auto":
+        chosen = "bf16" if has_bf16 else "fp32"
+        if has_bf16:
+            present = flags if flags is not None else cpu_flags()
+            reason = "the CPU has " + ", ".join(flag for flag in NATIVE_BF16_FLAGS if flag in present)
+        else:
+            reason = "the CPU has no native bf16 matrix instructions"
+        logger.info("precision: %s autocast (auto: %s)", chosen, reason)
+        return chosen
+    if setting == "bf16" and not has_bf16:
+        logger.warning(
+            "precision: bf16 was asked for, but this CPU emulates bf16: expect it to be much slower than fp32"
+        )
+    logger.info("precision: %s (set in the training config)", setting)
+    return setting
