@@ -83,8 +83,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         shutil.copyfile(model_dir / "README.md", args.card)
     test = summary.get("test", {})
     print(f"Model:           {model_dir}")
-    print(f"Test results:    {model_dir / f'results.{cfg.test_split}.json'}")
     if test:
+        print(f"Test results:    {model_dir / f'results.{cfg.test_split}.json'}")
         print(f"  BLEU {test['bleu']:.2f}  {test['bleu_signature']}")
         print(f"  chrF {test['chrf']:.2f}  {test['chrf_signature']}")
         if "bleu_tok_lc" in test:
