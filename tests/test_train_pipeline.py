@@ -60,6 +60,10 @@ def test_run_writes_model_results_curves_and_card(finished_run):
     assert 0 <= summary["padding_fraction"] < summary["random_batching_padding_fraction"]
     card = (model_dir / "README.md").read_text()
     assert "pipeline_tag: translation" in card and "model-index" in card
+    # Validation generated with Seq2SeqTrainer, which fills generation_config with transformers' defaults;
+    # the saved model keeps its own (a saved max_length: 20 made every max_new_tokens call warn).
+    generation = json.loads((model_dir / "generation_config.json").read_text())
+    assert "max_length" not in generation and generation["num_beams"] == 4
 
 
 def test_averaged_model_is_the_mean_of_the_last_checkpoints(finished_run):
@@ -353,3 +357,13 @@ def test_recipe_writes_only_into_its_run_folder_and_cards_refresh_on_request(dat
     assert written[0].read_bytes() == (out / "model" / "README.md").read_bytes()
     with pytest.raises(FileNotFoundError, match="run the recipe first"):
         recipe.refresh_cards(cards, overrides=[f"output_dir={tmp_path / 'nothing'}"])
+
+
+def test_bf16_autocast_trains_with_fp32_weights(data, tmp_path):
+    """precision: bf16 (what `auto` picks on CPUs with native bf16) trains through the Trainer's autocast."""
+    out = tmp_path / "bf16"
+    summary = train(TrainConfig.from_dict(tiny_settings(data, out, precision="bf16", max_steps=4, test_split=None)))
+    assert summary["steps"] == 4
+    state = load_file(str(out / "model" / "model.safetensors"))
+    assert all(t.dtype == torch.float32 for t in state.values())
+    assert json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())["log_history"][0]["loss"] > 0

@@ -72,6 +72,8 @@ class TrainConfig:
     the learning-rate schedule does not depend on it. None: train for max_steps."""
     num_threads: int | None = None
     """torch intra-op threads (None: torch's default)."""
+    precision: str = "auto"
+    """`auto` (bf16 autocast on CPUs with native bf16, else fp32; `train.precision`), `fp32` or `bf16`."""
 
     # ------------------------------------------------------------------ validation, checkpoints
     eval_steps: int = 1000
@@ -133,6 +135,7 @@ class TrainConfig:
     def check_values(self, source: str = "config") -> None:
         """Reject values no run can use (so that they stop the run before it trains, not after)."""
         from hf_vanilla_transformer.configuration_vanilla_transformer import PRESETS, VanillaTransformerConfig
+        from train.precision import PRECISIONS
 
         problems = [f"{name} must be >= 1, got {getattr(self, name)}" for name in POSITIVE if getattr(self, name) < 1]
         problems += [
@@ -144,6 +147,8 @@ class TrainConfig:
             problems.append(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.max_train_minutes is not None and self.max_train_minutes < 0:
             problems.append(f"max_train_minutes must be >= 0 or null, got {self.max_train_minutes}")
+        if self.precision not in PRECISIONS:
+            problems.append(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.lr_factor <= 0:
             problems.append(f"lr_factor must be > 0, got {self.lr_factor}")
         if self.preset not in PRESETS:

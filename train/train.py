@@ -68,9 +68,11 @@ from train.data import (
     tokenize_dataset,
     tokenized_references,
 )
+from train.decoding_check import DecodingCheckCallback
 from train.evaluate import score
 from train.lines import write_text_atomic
 from train.model_folder import load_checked_model, load_model, load_tokenizer
+from train.precision import choose_precision
 from train.schedule import LR_SCHEDULER_TYPE, peak_learning_rate
 from train.trainer import TokenBudgetSeq2SeqTrainer
 
@@ -128,11 +130,12 @@ def build_model(cfg: TrainConfig, tokenizer):
     )
 
 
-def training_arguments(cfg: TrainConfig, d_model: int) -> Seq2SeqTrainingArguments:
+def training_arguments(cfg: TrainConfig, d_model: int, precision: str = "fp32") -> Seq2SeqTrainingArguments:
     """The paper's optimiser and schedule (§5.3) through Trainer settings: Adam (AdamW without
     weight decay) and transformers' `inverse_sqrt` schedule, §5.3's formula one update late (see
-    `train.schedule`)."""
+    `train.schedule`). `precision="bf16"` is the Trainer's bf16 autocast with fp32 weights."""
     return Seq2SeqTrainingArguments(
+        bf16=precision == "bf16",
         output_dir=cfg.output_dir,
         max_steps=cfg.max_steps,
         learning_rate=peak_learning_rate(d_model, cfg.warmup_steps, cfg.lr_factor),
@@ -267,14 +270,19 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         sum(p.numel() for p in model.parameters()) / 1e6,
     )
 
-    callbacks = [MetricsLogCallback(output_dir / "metrics.jsonl")]
+    precision = choose_precision(cfg.precision)
+    callbacks = [
+        MetricsLogCallback(output_dir / "metrics.jsonl"),
+        # transformers 5.24 once made cached decoding ignore its cache: catch that at the first validation.
+        DecodingCheckCallback(eval_ds["input_ids"][:8], tokenizer.pad_token_id),
+    ]
     if cfg.max_train_minutes is not None:
         callbacks.append(TimeBudgetCallback(cfg.max_train_minutes))
     if cfg.early_stopping_patience is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
     trainer = TokenBudgetSeq2SeqTrainer(
         model=model,
-        args=training_arguments(cfg, model.config.d_model),
+        args=training_arguments(cfg, model.config.d_model, precision),
         train_dataset=train_ds,
         eval_dataset=eval_ds,
         processing_class=tokenizer,

@@ -34,6 +34,7 @@ The seed of the batches is `args.data_seed`, else `args.seed`.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import logging
 from functools import partial
@@ -126,6 +127,16 @@ class TokenBudgetSeq2SeqTrainer(Seq2SeqTrainer):
             rank=self.args.process_index if self.args.world_size > 1 else 0,
         )
 
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None, **gen_kwargs):
+        """As Seq2SeqTrainer's, but the model keeps its own generation config: Seq2SeqTrainer fills it with
+        transformers' defaults after generating (`max_length: 20`, ...), which checkpoints would then
+        save and which makes every later `generate(max_new_tokens=...)` warn."""
+        own = copy.deepcopy(self.model.generation_config)
+        try:
+            return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys, **gen_kwargs)
+        finally:
+            self.model.generation_config = own
+
     def _get_eval_sampler(self, eval_dataset: Dataset) -> Sampler | None:
         if (
             self.sort_eval_by_length
@@ -155,7 +166,19 @@ def bypass_batch_sampler_shard(dataloader: DataLoader, sampler: TokenBudgetBatch
     Trainer's resume path call it on the wrapper). With one process there is no wrapper.
     """
     wrapper = getattr(dataloader, "batch_sampler", None)
-    if wrapper is not sampler and getattr(wrapper, "batch_sampler", None) is sampler:
-        wrapper.num_processes, wrapper.process_index = 1, 0
-        wrapper.set_epoch = sampler.set_epoch
+    if wrapper is sampler:  # one process: accelerate left the sampler alone
+        return dataloader
+    # accelerate internals (BatchSamplerShard's fields): check them, so that a change fails here
+    # instead of silently training each process on a fraction of its batches.
+    if getattr(wrapper, "batch_sampler", None) is not sampler or not all(
+        hasattr(wrapper, name) for name in ("num_processes", "process_index")
+    ):
+        raise RuntimeError(
+            f"accelerate wrapped the token-budget batch sampler in {type(wrapper).__name__}, not the "
+            "BatchSamplerShard(batch_sampler, num_processes, process_index) this trainer knows how to bypass; "
+            "training with several processes would drop or repeat batches. Use one process, or a tested "
+            "accelerate release."
+        )
+    wrapper.num_processes, wrapper.process_index = 1, 0
+    wrapper.set_epoch = sampler.set_epoch
     return dataloader
