@@ -174,7 +174,10 @@ def to_marian(model: VanillaTransformerForConditionalGeneration) -> MarianMTMode
     learned positions, head_dim other than d_model / heads, layer_norm_eps other than 1e-5). Warns
     when the model's generation config ranks beams with the GNMT length penalty, which Marian cannot.
     """
-    if not isinstance(model, VanillaTransformerForConditionalGeneration):
+    # By model type, not class: a model loaded with trust_remote_code is an instance of a copy of our class.
+    if getattr(model.config, "model_type", None) != VanillaTransformerConfig.model_type or not hasattr(
+        model, "lm_head"
+    ):
         raise TypeError(f"to_marian expects a VanillaTransformerForConditionalGeneration, got {type(model).__name__}")
     check_marian_compatible(model.config)
     form = getattr(model.generation_config, "length_penalty_form", "gnmt")
