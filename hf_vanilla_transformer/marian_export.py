@@ -175,9 +175,8 @@ def to_marian(model: VanillaTransformerForConditionalGeneration) -> MarianMTMode
     when the model's generation config ranks beams with the GNMT length penalty, which Marian cannot.
     """
     # By model type, not class: a model loaded with trust_remote_code is an instance of a copy of our class.
-    if getattr(model.config, "model_type", None) != VanillaTransformerConfig.model_type or not hasattr(
-        model, "lm_head"
-    ):
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if model_type != VanillaTransformerConfig.model_type or not hasattr(model, "lm_head"):
         raise TypeError(f"to_marian expects a VanillaTransformerForConditionalGeneration, got {type(model).__name__}")
     check_marian_compatible(model.config)
     form = getattr(model.generation_config, "length_penalty_form", "gnmt")

@@ -216,10 +216,13 @@ def export_onnx(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase | Non
     output_dir.mkdir(parents=True, exist_ok=True)
     model = model.eval()
     batch, source, target = torch.export.Dim("batch"), torch.export.Dim("source"), torch.export.Dim("target")
-    sample = {
-        "input_ids": torch.tensor([[5, 6, 7, 2], [5, 6, 2, 0]]),
-        "attention_mask": torch.tensor([[1] * 4, [1] * 3 + [0]]),
+    config = model.config
+    words = torch.randint(0, config.vocab_size, (2, 3), generator=torch.Generator().manual_seed(0))
+    sample = {  # two sources, the second one padded: every dynamic axis has a size above 1
+        "input_ids": torch.cat([words, torch.full((2, 1), config.eos_token_id)], dim=1),
+        "attention_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]]),
     }
+    sample["input_ids"][1, 3] = config.pad_token_id
     encoder = _Encoder(model).eval()
     torch.onnx.export(
         encoder,
@@ -233,7 +236,7 @@ def export_onnx(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase | Non
         verbose=False,
     )
     decoder_sample = {
-        "decoder_input_ids": torch.tensor([[1, 5, 6], [1, 7, 8]]),
+        "decoder_input_ids": torch.cat([torch.full((2, 1), config.decoder_start_token_id), words[:, :2]], dim=1),
         "encoder_hidden_states": encoder(**sample),
         "attention_mask": sample["attention_mask"],
     }
@@ -252,7 +255,7 @@ def export_onnx(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase | Non
         dynamo=True,
         verbose=False,
     )
-    model.config.save_pretrained(output_dir)
+    config.save_pretrained(output_dir)
     if tokenizer is not None:
         tokenizer.save_pretrained(output_dir)
     return output_dir
