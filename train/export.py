@@ -21,7 +21,7 @@
   with dynamic batch and lengths. The decoder has no key/value cache: each step recomputes the prefix.
 
 Decoding differences (see also `marian_export`): CTranslate2 ranks beams with `score / len**alpha`,
-`len` counting `</s>`, exactly transformers' length penalty (tests/test_export.py checks the scores);
+`len` counting `</s>`, exactly transformers' length penalty (tests/test_train_export.py checks the scores);
 the paper's GNMT form is not available there, so CTranslate2 decodes like our `generate(...,
 length_penalty_form="hf")`. `translate_with_ctranslate2` keeps our other rule, at most input length
 + 50 new tokens per sentence (§6.1). `--check multi30k` reports the BLEU of all of these.
