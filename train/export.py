@@ -110,6 +110,7 @@ def convert_marian_to_ctranslate2(
     output_dir = Path(MarianFolderConverter().convert(str(output_dir), quantization=quantization, force=force))
     tokenizer.model_max_length = config.max_position_embeddings  # read back by translate_with_ctranslate2
     tokenizer.save_pretrained(output_dir)
+    marian.generation_config.save_pretrained(output_dir)  # the decoding defaults, read back likewise
     return output_dir
 
 
@@ -130,8 +131,8 @@ def translate_with_ctranslate2(
     model_dir: str | Path,
     texts: Sequence[str],
     *,
-    num_beams: int = 4,
-    length_penalty: float = 0.6,
+    num_beams: int | None = None,
+    length_penalty: float | None = None,
     max_new_tokens: int | None = None,
     batch_size: int = 32,
     device: str = "cpu",
@@ -143,10 +144,18 @@ def translate_with_ctranslate2(
     `score / len**alpha`, and without `max_new_tokens` at most input length + 50 new tokens per sentence
     (§6.1), within the position table. An empty (or blank) text gives `""`, as the translate CLI and
     the pipeline do (CTranslate2 would not decode a source that is only `</s>` anyway).
-    `intra_threads=0` lets CTranslate2 choose the thread count.
+    `intra_threads=0` lets CTranslate2 choose the thread count. `num_beams` and `length_penalty` default
+    to the exported model's generation config (`generation_config.json` in the folder).
     """
     if isinstance(texts, str):
         raise TypeError("translate_with_ctranslate2() takes a list of sentences, not a single string")
+    saved = Path(model_dir) / "generation_config.json"
+    defaults = json.loads(saved.read_text()) if saved.is_file() else {}
+    if num_beams is None or length_penalty is None:
+        if not defaults:
+            raise FileNotFoundError(f"{saved} is missing: pass num_beams and length_penalty, or export the model again")
+        num_beams = num_beams if num_beams is not None else defaults.get("num_beams", 1)
+        length_penalty = length_penalty if length_penalty is not None else defaults.get("length_penalty", 1.0)
     ctranslate2 = _require("ctranslate2", "translate_with_ctranslate2")
     translator = ctranslate2.Translator(str(model_dir), device=device, intra_threads=intra_threads)
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))

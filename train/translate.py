@@ -144,10 +144,30 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--max-new-tokens", type=positive_int, default=None, help="(default: the model's, input length + 50)"
     )
     parser.add_argument("--batch-tokens", type=positive_int, default=6000)
+    parser.add_argument(
+        "--engine",
+        choices=("torch", "ctranslate2"),
+        default="torch",
+        help="ctranslate2: MODEL is a folder written by `python -m train.export MODEL --to ctranslate2` (faster on "
+        "CPUs; beams are ranked with transformers' length penalty score / len**alpha, not the paper's GNMT form)",
+    )
     args = parser.parse_args(argv)
 
     raw = Path(args.input).read_bytes() if args.input else sys.stdin.buffer.read()
     lines = split_lines(decode_utf8(raw, args.input or "<stdin>"))
+    if args.engine == "ctranslate2":
+        from train.export import translate_with_ctranslate2
+
+        translated = translate_with_ctranslate2(
+            args.model,
+            lines,
+            num_beams=args.beams,
+            length_penalty=args.length_penalty,
+            max_new_tokens=args.max_new_tokens,
+        )
+        translated = [text.replace("\n", " ") for text in translated]  # one line per input line
+        _write(args.output, translated)
+        return
     model, tokenizer = load_model(args.model)
     translated = translate(
         model,
@@ -159,8 +179,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         batch_tokens=args.batch_tokens,
         progress=args.output is not None,
     )
-    if args.output:
-        write_lines_atomic(args.output, translated)
+    _write(args.output, translated)
+
+
+def _write(output: str | None, translated: list[str]) -> None:
+    if output:
+        write_lines_atomic(output, translated)
     else:
         sys.stdout.write("".join(line + "\n" for line in translated))
 
