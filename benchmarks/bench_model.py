@@ -65,9 +65,17 @@ def cpu_description() -> dict:
     return {"cpu": name, "flags": [f for f in CPU_FLAGS if f in flags], "threads": torch.get_num_threads()}
 
 
-def sizes(preset: str) -> dict:
-    config = hvt.VanillaTransformerConfig.from_preset(preset, vocab_size=VOCAB)
-    return {name: getattr(config, name) for name in SIZE_FIELDS} | {"vocab_size": VOCAB, "max_position_embeddings": 512}
+def sizes(preset: str, vocab_size: int = VOCAB) -> dict:
+    """A preset's sizes in the field names MarianConfig shares with ours (one source: the presets)."""
+    config = hvt.VanillaTransformerConfig.from_preset(preset, vocab_size=vocab_size)
+    return {name: getattr(config, name) for name in SIZE_FIELDS} | {
+        "vocab_size": vocab_size,
+        "max_position_embeddings": 512,
+    }
+
+
+def small_sizes(vocab_size: int = VOCAB) -> dict:
+    return sizes("small", vocab_size)
 
 
 def build(kind: str, preset: str, dropout: float = 0.1):
