@@ -149,6 +149,7 @@ def translate_with_ctranslate2(
     """
     if isinstance(texts, str):
         raise TypeError("translate_with_ctranslate2() takes a list of sentences, not a single string")
+    ctranslate2 = _require("ctranslate2", "translate_with_ctranslate2")
     saved = Path(model_dir) / "generation_config.json"
     defaults = json.loads(saved.read_text()) if saved.is_file() else {}
     if num_beams is None or length_penalty is None:
@@ -156,7 +157,6 @@ def translate_with_ctranslate2(
             raise FileNotFoundError(f"{saved} is missing: pass num_beams and length_penalty, or export the model again")
         num_beams = num_beams if num_beams is not None else defaults.get("num_beams", 1)
         length_penalty = length_penalty if length_penalty is not None else defaults.get("length_penalty", 1.0)
-    ctranslate2 = _require("ctranslate2", "translate_with_ctranslate2")
     translator = ctranslate2.Translator(str(model_dir), device=device, intra_threads=intra_threads)
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     positions = tokenizer.model_max_length  # the model's max_position_embeddings, written at export
@@ -334,10 +334,10 @@ def check_multi30k(
     (identical near 100%), int8 loses at most 0.5 BLEU.
     """
     from train.evaluate import score
-    from train.evaluate_model import load_split
+    from train.data import load_split
     from train.translate import load_model, translate
 
-    data = load_split("multi30k", src_lang, tgt_lang, split, str(data_dir) if data_dir else None)
+    data = load_split("multi30k", src_lang, tgt_lang, split, data_dir=str(data_dir) if data_dir else None)
     if max_samples is not None:
         data = data.select(range(min(max_samples, len(data))))
     sources, references = list(data["src"]), list(data["tgt"])
