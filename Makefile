@@ -2,8 +2,9 @@
 #
 # Both run in a virtual environment of this project (.venv), never in whatever Python packages the
 # machine happens to have: it is created if missing, torch's CPU build is installed first, then this
-# package with every dependency upgraded to the newest release its pins allow (for transformers: the
-# newest release of the tested range declared in hf_vanilla_transformer/compat.py).
+# package with every other dependency upgraded to the newest release its pins allow (for transformers:
+# the newest release of the tested range declared in hf_vanilla_transformer/compat.py). torch is held at
+# TORCH_SPEC in that upgrade too: a newer torch from PyPI is a multi-GB CUDA build.
 #
 # Compatibility (CI runs all three, see .ci/run):
 #   make test          the whole suite on the newest transformers within the tested range
@@ -28,7 +29,7 @@ CORE_TESTS = tests/test_compat.py tests/test_config.py tests/test_modeling.py te
 install:
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(PIP) install "$(TORCH_SPEC)"
-	@$(PIP) install --upgrade --upgrade-strategy eager -e ".[dev]"
+	@$(PIP) install --upgrade --upgrade-strategy eager -e ".[dev]" "$(TORCH_SPEC)"  # torch stays the CPU build
 	@$(BIN)/python -c "import torch, transformers; print(f'{\"$(VENV)\"}: torch {torch.__version__}, transformers {transformers.__version__} (tested range {\"$(TESTED_RANGE)\"})')"
 
 # A run writes only into its folder under runs/ (its model card: runs/<name>/model/README.md).
