@@ -32,6 +32,7 @@ Needs `pip install 'hf-vanilla-transformer[export]'` (ctranslate2; onnx, onnxscr
 from __future__ import annotations
 
 import argparse
+import sys
 import json
 import tempfile
 import time
@@ -393,6 +394,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--data-dir", default=None, help="Multi30k folder for --check")
     parser.add_argument("--split", default="test", help="split for --check (test = test2016)")
     parser.add_argument("--max-samples", type=int, default=None, help="first N sentences only, for --check")
+    parser.add_argument("--json", help="with --check: also write the results (without hypotheses) here")
     parser.add_argument("--beams", type=int, default=4)
     parser.add_argument("--length-penalty", type=float, default=0.6)
     args = parser.parse_args(argv)
@@ -416,6 +418,16 @@ def main(argv: Sequence[str] | None = None) -> None:
             bleu, identical, seconds = result["bleu"], result["identical_to_ours_hf"], result["seconds"]
             print(f"{name:26s} BLEU {bleu:6.2f}  identical to ours (hf): {identical:7.2%}  {seconds:6.1f} s")
         print(f"int8 BLEU loss: {results['int8_bleu_loss']:.2f}")
+        if args.json:
+            from train.evaluate import write_results
+
+            systems = {
+                name: {k: v for k, v in r.items() if k != "hypotheses"} for name, r in results["systems"].items()
+            }
+            write_results(
+                args.json,
+                {**results, "systems": systems, "command": "python -m train.export " + " ".join(argv or sys.argv[1:])},
+            )
         return
 
     if args.output is None:
