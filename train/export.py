@@ -32,8 +32,8 @@ Needs `pip install 'hf-vanilla-transformer[export]'` (ctranslate2; onnx, onnxscr
 from __future__ import annotations
 
 import argparse
-import sys
 import json
+import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -334,8 +334,8 @@ def check_multi30k(
     system's `hypotheses`. The issue's targets: CTranslate2 fp32 gives our "hf" translations up to ties
     (identical near 100%), int8 loses at most 0.5 BLEU.
     """
-    from train.evaluate import score
     from train.data import load_split
+    from train.evaluate import score
     from train.translate import load_model, translate
 
     data = load_split("multi30k", src_lang, tgt_lang, split, data_dir=str(data_dir) if data_dir else None)
