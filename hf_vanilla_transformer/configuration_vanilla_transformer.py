@@ -23,12 +23,13 @@ by `generate()` when the generation config does not set it, the second is ignore
 
 from __future__ import annotations
 
+# First: it checks the installed transformers release, before anything that may fail on an untested one.
+from .compat import unwrap_strict_validation_errors  # isort: skip
+
 from typing import Literal
 
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
-
-from .compat import unwrap_strict_validation_errors
 
 POSITION_EMBEDDING_TYPES = ("sinusoidal", "learned")
 SINUSOIDAL_LAYOUTS = ("interleaved", "concat")
