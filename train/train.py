@@ -109,20 +109,20 @@ def prepare_datasets(cfg: TrainConfig, raw: DatasetDict, tokenizer, output_dir: 
 
 
 # ---------------------------------------------------------------------------- model
-TRAINING_ATTENTION = "eager"
-"""Attention kernel for training on a CPU. torch's SDPA is the model's default (and what a saved model
-loads with), but on CPUs its backward pass is slow: with variable token-budget batches of the small
-preset, eager attention trained 4% faster in fp32 and 1.3x faster under bf16 autocast (the bf16
-flash-attention backward took a fifth of the step; `benchmarks/README.md`). Both give the same numbers
-(`test_eager_equals_sdpa`)."""
+TRAINING_ATTENTION = {"bf16": "eager", "fp32": "sdpa"}
+"""Attention kernel for training on a CPU, by precision. Under bf16 autocast torch's SDPA backward is
+slow on CPUs: on the recipe's token-budget batches (small preset) eager attention trained 1.90x faster
+than SDPA in fp32, SDPA under bf16 only 1.28x; in fp32 the two are within noise (0.93-1.04x).
+`python benchmarks/bench_training_choices.py`, results in `benchmarks/results/training-choices.json`.
+Both give the same numbers (`test_eager_equals_sdpa`); a saved model loads with SDPA."""
 
 
-def build_model(cfg: TrainConfig, tokenizer):
-    """A new model from `preset` + `model` overrides, or the `init_from` model to fine-tune, with
-    `TRAINING_ATTENTION` on a CPU."""
+def build_model(cfg: TrainConfig, tokenizer, precision: str = "fp32"):
+    """A new model from `preset` + `model` overrides, or the `init_from` model to fine-tune, with the
+    attention kernel that trains fastest at `precision` on a CPU (`TRAINING_ATTENTION`)."""
     model = _new_or_loaded_model(cfg, tokenizer)
     if not torch.cuda.is_available():
-        model.set_attn_implementation(TRAINING_ATTENTION)
+        model.set_attn_implementation(TRAINING_ATTENTION[precision])
     return model
 
 
@@ -280,14 +280,14 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         cfg.max_target_length,
         len(eval_ds),
     )
-    model = build_model(cfg, tokenizer)
+    precision = choose_precision(cfg.precision)
+    model = build_model(cfg, tokenizer, precision)
     logger.info(
         "model: %s, %.1fM parameters",
         cfg.preset if not cfg.init_from else cfg.init_from,
         sum(p.numel() for p in model.parameters()) / 1e6,
     )
 
-    precision = choose_precision(cfg.precision)
     callbacks = [
         MetricsLogCallback(output_dir / "metrics.jsonl"),
         # transformers 5.24 once made cached decoding ignore its cache: catch that at the first validation.
