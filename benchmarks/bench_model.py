@@ -78,7 +78,7 @@ def small_sizes(vocab_size: int = VOCAB) -> dict:
     return sizes("small", vocab_size)
 
 
-def build(kind: str, preset: str, dropout: float = 0.1):
+def build(kind: str, preset: str, dropout: float = 0.1, attention: str = "sdpa"):
     torch.manual_seed(0)
     if kind == "marian":
         return MarianMTModel(
@@ -94,7 +94,7 @@ def build(kind: str, preset: str, dropout: float = 0.1):
             )
         )
     config = hvt.VanillaTransformerConfig(
-        **sizes(preset), attention_bias=True, sinusoidal_layout="concat", dropout=dropout
+        **sizes(preset), attention_bias=True, sinusoidal_layout="concat", dropout=dropout, attn_implementation=attention
     )
     return hvt.VanillaTransformerForConditionalGeneration(config)
 
@@ -149,20 +149,24 @@ def interleaved(fns: dict, rounds: int, warmup: int = 1) -> dict:
 
 
 PEAK_MEMORY_CHILD = """
-import resource, sys, torch
+import re, sys, torch
 sys.path.insert(0, sys.argv[1])
 from benchmarks.bench_model import build, training_batch, train_step
-model = build(sys.argv[2], sys.argv[3])
-step = train_step(model, training_batch(), bf16=sys.argv[4] == "bf16")
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+bf16 = sys.argv[4] == "bf16"
+model = build(sys.argv[2], sys.argv[3], attention="eager" if bf16 else "sdpa")
+step = train_step(model, training_batch(), bf16=bf16)
+status = lambda key: int(re.search(key + r":\\s+(\\d+) kB", open("/proc/self/status").read()).group(1))
+before = status("VmRSS")
+open("/proc/self/clear_refs", "w").write("5")  # resets the peak (VmHWM) to the current resident set
 for _ in range(3):
     step()
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
+print(status("VmHWM") - before)
 """
 
 
 def peak_training_memory_mib(kind: str, preset: str, precision: str) -> float:
-    """Growth of the peak resident set over 3 training steps, in a fresh process (KiB on Linux -> MiB)."""
+    """Peak resident set during 3 training steps above the resident set before them (model, batch,
+    optimizer built), in a fresh process: activations, gradients, optimizer state. Linux only."""
     root = str(Path(__file__).resolve().parents[1])
     out = subprocess.run(
         [sys.executable, "-c", PEAK_MEMORY_CHILD, root, kind, preset, precision],
@@ -176,7 +180,12 @@ def peak_training_memory_mib(kind: str, preset: str, precision: str) -> float:
 def bench_training(preset: str, rounds: int, peaks: dict) -> list[dict]:
     batch = training_batch()
     tokens = int((batch["labels"] != -100).sum())
-    models = {"marian": build("marian", preset), "ours": build("ours", preset), "ours_bf16": build("ours", preset)}
+    # As training runs them (train.train.TRAINING_ATTENTION): SDPA in fp32, eager attention under bf16.
+    models = {
+        "marian": build("marian", preset),
+        "ours": build("ours", preset),
+        "ours_bf16": build("ours", preset, attention="eager"),
+    }
     flops = step_flops(models["ours"], batch)
     fns = {
         "marian fp32": train_step(models["marian"], batch),
