@@ -353,8 +353,12 @@ def test_recipe_writes_only_into_its_run_folder_and_cards_refresh_on_request(dat
     cards = tmp_path / "cards"
     cards.mkdir()
     written = recipe.refresh_cards(cards, overrides=[f"output_dir={out}"])
-    assert written == [cards / "multi30k-de-en.md"]  # the full setting's run does not exist
+    # the full setting's run does not exist
+    assert written == [cards / "multi30k-de-en.md", cards / "multi30k-de-en.results.json"]
     assert written[0].read_bytes() == (out / "model" / "README.md").read_bytes()
+    results = json.loads(written[1].read_text())
+    assert results["test"]["bleu_signature"].startswith("nrefs:1") and results["steps"] == 4
+    assert results["precision"] == "fp32" and results["seed"] == 3 and "cpu" in results["machine"]
     with pytest.raises(FileNotFoundError, match="run the recipe first"):
         recipe.refresh_cards(cards, overrides=[f"output_dir={tmp_path / 'nothing'}"])
 

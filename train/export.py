@@ -421,13 +421,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args.json:
             from train.evaluate import write_results
 
-            systems = {
-                name: {k: v for k, v in r.items() if k != "hypotheses"} for name, r in results["systems"].items()
-            }
-            write_results(
-                args.json,
-                {**results, "systems": systems, "command": "python -m train.export " + " ".join(argv or sys.argv[1:])},
-            )
+            summary = {k: v for k, v in results.items() if k != "hypotheses"}
+            summary["command"] = "python -m train.export " + " ".join(argv or sys.argv[1:])
+            write_results(args.json, summary)
         return
 
     if args.output is None:

@@ -57,3 +57,28 @@ def choose_precision(setting: str = "auto", flags: set[str] | None = None) -> st
         )
     logger.info("precision: %s (set in the training config)", setting)
     return setting
+
+
+def machine_description() -> dict:
+    """What a result was measured on: CPU model and relevant flags, threads, torch and transformers."""
+    import platform
+
+    import torch
+    import transformers
+
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    flags = cpu_flags()
+    return {
+        "cpu": name,
+        "cpu_flags": [f for f in ("avx2", "avx512f", *NATIVE_BF16_FLAGS) if f in flags],
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+    }

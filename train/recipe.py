@@ -36,8 +36,10 @@ MODEL_CARDS = Path(__file__).resolve().parents[1] / "model_cards"
 
 
 def refresh_cards(cards_dir: Path = MODEL_CARDS, overrides: Sequence[str] = ()) -> list[Path]:
-    """Copy the model card of each setting's finished run to `cards_dir/<run name>.md`; returns the
-    cards written. Settings without a finished run are skipped; none at all is an error."""
+    """Copy the model card of each setting's finished run to `cards_dir/<run name>.md`, and its
+    `summary.json` (metrics with signatures, steps, time, precision, seed, machine) to
+    `<run name>.results.json`; returns the files written. Settings without a finished run are
+    skipped; none at all is an error."""
     written = []
     run_dirs = [Path(TrainConfig.load(setting, list(overrides)).output_dir) for setting in SETTINGS.values()]
     for output_dir in dict.fromkeys(run_dirs):  # once each
@@ -46,6 +48,12 @@ def refresh_cards(cards_dir: Path = MODEL_CARDS, overrides: Sequence[str] = ()) 
             target = cards_dir / f"{output_dir.name}.md"
             shutil.copyfile(card, target)
             written.append(target)
+            summary = output_dir / "summary.json"
+            if summary.is_file():  # the card's numbers, with the machine, time and seed they came from
+                results = {k: v for k, v in json.loads(summary.read_text()).items() if k not in ("examples", "plot")}
+                target = cards_dir / f"{output_dir.name}.results.json"
+                target.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+                written.append(target)
     if not written:
         settings = ", ".join(SETTINGS)
         raise FileNotFoundError(f"no finished recipe run ({settings}) has a model card yet; run the recipe first")

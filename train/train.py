@@ -72,7 +72,7 @@ from train.decoding_check import DecodingCheckCallback
 from train.evaluate import score
 from train.lines import write_text_atomic
 from train.model_folder import load_checked_model, load_model, load_tokenizer
-from train.precision import choose_precision
+from train.precision import choose_precision, machine_description
 from train.schedule import LR_SCHEDULER_TYPE, peak_learning_rate
 from train.trainer import TokenBudgetSeq2SeqTrainer
 
@@ -342,6 +342,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         "epochs": trainer.state.epoch,
         "best_validation_bleu": trainer.state.best_metric,
         "minutes_until_trained": (time.perf_counter() - start) / 60,
+        "precision": precision,
+        "seed": cfg.seed,
+        "machine": machine_description(),
     }
     if trainer.is_world_process_zero():
         summary.update(finish(cfg, trainer, output_dir, raw))
