@@ -8,24 +8,16 @@ from pathlib import Path
 import torch
 
 import hf_vanilla_transformer as hvt
+from hf_vanilla_transformer.configuration_vanilla_transformer import PRESETS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 MULTI30K = SHARED_DATA / "multi30k"
 
 
-TINY_SIZES = dict(
-    vocab_size=64,
-    d_model=32,
-    encoder_layers=2,
-    decoder_layers=2,
-    encoder_attention_heads=4,
-    decoder_attention_heads=4,
-    encoder_ffn_dim=64,
-    decoder_ffn_dim=64,
-    max_position_embeddings=64,
-)
-"""Sizes (Marian/BART field names, so MarianConfig takes them too) of a model that runs in milliseconds."""
+TINY_SIZES = {key: value for key, value in PRESETS["tiny"].items() if key != "dropout"}
+"""The `tiny` preset's sizes (Marian/BART field names, so MarianConfig takes them too): a model that runs
+in milliseconds."""
 
 ONE_LAYER_SIZES = dict(
     d_model=32,
