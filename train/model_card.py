@@ -31,6 +31,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from train.config import TrainConfig
 from train.data import published_split_name
+from train.precision import machine_description, native_bf16
 
 __all__ = ["TEMPLATE_PATH", "PAPER_BIBTEX", "KNOWN_DATASETS", "DatasetFacts", "build_model_card", "write_model_card"]
 
@@ -427,6 +428,15 @@ def hyperparameters(cfg: TrainConfig, state: Any = None) -> dict[str, Any]:
     }
     if state is not None and state.epoch is not None:
         values["epochs"] = round(state.epoch, 2)
+    machine = machine_description()  # the card is written by the run, on the machine that trained
+    native = native_bf16()
+    values["precision"] = f"{cfg.precision}: " + (
+        "bf16 autocast, fp32 weights" if cfg.precision == "bf16" or (cfg.precision == "auto" and native) else "fp32"
+    )
+    values["hardware"] = (
+        f"{machine['cpu']} CPU ({', '.join(machine['cpu_flags'])}), {machine['torch_threads']} threads; "
+        f"torch {machine['torch']}, transformers {machine['transformers']}"
+    )
     return values
 
 
