@@ -49,6 +49,7 @@ test: install
 venv-floor:
 	@$(MAKE) --no-print-directory install VENV=.venv-floor
 	@.venv-floor/bin/python -m pip --quiet --disable-pip-version-check install "transformers==$(FLOOR)"
+	@.venv-floor/bin/python -c "import transformers; print(f'.venv-floor: pinned to the floor, transformers {transformers.__version__}')"
 
 test-floor: venv-floor
 	.venv-floor/bin/python -m pytest $(CORE_TESTS)
