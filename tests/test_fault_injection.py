@@ -29,7 +29,12 @@ import torch
 from safetensors.torch import load_file
 
 from tests.helpers import MULTI30K, REPO_ROOT
-from tests.train_helpers import tiny_settings, train_command, write_slice
+from tests.train_helpers import (
+    one_thread,  # noqa: F401  (autouse fixture: one torch thread)
+    tiny_settings,
+    train_command,
+    write_slice,
+)
 from train import average_checkpoints as averaging
 from train import evaluate_model as evaluate_cli
 from train import translate as translate_cli
@@ -76,14 +81,6 @@ KILLING_DRIVER = textwrap.dedent(
     main(sys.argv[1:])
     """
 )
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

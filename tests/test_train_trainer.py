@@ -19,21 +19,13 @@ from torch.utils.data import DataLoader
 from transformers import DataCollatorForSeq2Seq, MarianConfig, MarianMTModel, Seq2SeqTrainingArguments
 
 from tests._tiny_tokenizer import tiny_tokenizer
+from tests.train_helpers import one_thread  # noqa: F401  (autouse fixture: one torch thread)
 from train.batching import TokenBudgetBatchSampler
 from train.data import example_lengths, filter_by_length, tokenize_dataset
 from train.trainer import TokenBudgetSeq2SeqTrainer, bypass_batch_sampler_shard
 
 MAX_TOKENS = 96
 WORDS = "the a dog cat man woman runs sits red blue big small park street ball house sleeps plays".split()
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Keep CPU use modest: the machine is shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -11,24 +11,16 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 from transformers import GenerationMixin
 
 from tests._tiny_tokenizer import tiny_tokenizer
 from tests.helpers import tiny_model
+from tests.train_helpers import one_thread  # noqa: F401  (autouse fixture: one torch thread)
 from train import evaluate_model as evaluate_cli
 from train import translate as translate_cli
 from train.model_folder import load_model
 
 SENTENCES = ["Ein Hund läuft.", "Zwei Männer stehen auf der Straße.", "Ein Mädchen malt."]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,9 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+
 from tests.helpers import MULTI30K, ONE_LAYER_SIZES
 
 TINY_MODEL = {**ONE_LAYER_SIZES, "max_position_embeddings": 128}
@@ -55,3 +58,12 @@ def train_command(settings: dict, resume: bool = False) -> list[str]:
     """`python -m train.train [--resume] key=value ...` for `settings`."""
     overrides = [f"{k}={json.dumps(v)}" for k, v in settings.items()]
     return [sys.executable, "-m", "train.train", *(["--resume"] if resume else []), *overrides]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Autouse in the modules that import it: one torch thread, so CPU use stays modest on a shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
