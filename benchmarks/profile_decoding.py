@@ -15,6 +15,7 @@ between machines of a kind, seconds do not.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -24,7 +25,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.bench_model import VOCAB, build  # noqa: E402
+from benchmarks.bench_model import VOCAB, build, cpu_description  # noqa: E402
 
 
 def decoding_sources(sentences: int = 64) -> dict:
@@ -82,17 +83,25 @@ def main() -> None:
     parser.add_argument("--kind", nargs="+", choices=["ours", "marian"], default=["marian", "ours"])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rows", type=int, default=15, help="operators in the profiler table (0: none)")
+    parser.add_argument("--json", type=Path, help="also write the time splits here")
     args = parser.parse_args()
-    print(f"torch threads: {torch.get_num_threads()}")
+    machine = cpu_description() | {"torch": torch.__version__}
+    print(json.dumps(machine))
+    results = []
     for beams in args.beams:
         for kind in args.kind:
             parts, model, sources, kwargs = split(kind, beams, args.rounds)
+            results.append({"model": kind, "num_beams": beams, "cpu_seconds": parts})
             shares = ", ".join(f"{name} {t:.3f}s ({t / parts['total']:.0%})" for name, t in parts.items())
             print(f"\n## {kind}, {'greedy' if beams == 1 else f'beam {beams}'}: {shares}")
             if args.rows:
                 with torch.inference_mode(), profile(activities=[ProfilerActivity.CPU]) as prof:
                     model.generate(**sources, **kwargs)
                 print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.rows))
+    if args.json:
+        args.json.write_text(
+            json.dumps({"machine": machine, "command": " ".join(sys.argv), "splits": results}, indent=2) + "\n"
+        )
 
 
 if __name__ == "__main__":
