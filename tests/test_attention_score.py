@@ -2,6 +2,7 @@
 (Bahdanau et al. 2015) against hand computations with masks, and for each option the model's promises:
 cached = uncached decoding, save -> load identical logits, gradients reaching every parameter."""
 
+import json
 import logging
 import math
 
@@ -12,6 +13,7 @@ from transformers.masking_utils import create_bidirectional_mask, create_causal_
 import hf_vanilla_transformer as hvt
 from hf_vanilla_transformer.attention import AdditiveScore, MultiHeadAttention
 from tests.helpers import random_batch, tiny_config, tiny_model
+from tests.hub_helpers import result_of, run_isolated
 
 SCORES = ("scaled_dot_product", "dot_product", "additive")
 B, T, S, D, H = 2, 5, 6, 32, 4
@@ -185,3 +187,39 @@ def test_unscaled_dot_product_eager_equals_sdpa():
     sdpa = tiny_model(attention_score="dot_product", attn_implementation="sdpa")
     assert sdpa.config._attn_implementation == "sdpa"
     torch.testing.assert_close(sdpa(**batch).logits, eager(**batch).logits, rtol=1e-5, atol=1e-5)
+
+
+REMOTE_LOAD = """
+import json, sys
+import torch
+from transformers import AutoModelForSeq2SeqLM
+
+batch = {key: torch.tensor(value) for key, value in json.loads(sys.argv[2]).items()}
+model = AutoModelForSeq2SeqLM.from_pretrained(sys.argv[1], trust_remote_code=True).eval()
+with torch.no_grad():
+    logits = model(**batch).logits
+print("RESULT " + json.dumps({
+    "module": type(model).__module__,
+    "score": model.config.attention_score,
+    "kernel": model.config._attn_implementation,
+    "logits": logits.tolist(),
+}))
+"""
+
+
+def test_additive_model_loads_as_remote_code_without_the_package(tmp_path):
+    model = tiny_model(attention_score="additive")
+    model.save_pretrained(tmp_path / "model")
+    batch = random_batch()
+    remote = result_of(
+        run_isolated(
+            REMOTE_LOAD,
+            tmp_path / "fresh",
+            str(tmp_path / "model"),
+            json.dumps({k: v.tolist() for k, v in batch.items()}),
+        )
+    )
+    assert remote["module"].startswith("transformers_modules.")
+    assert (remote["score"], remote["kernel"]) == ("additive", "eager")
+    with torch.no_grad():
+        torch.testing.assert_close(torch.tensor(remote["logits"]), model(**batch).logits, rtol=1e-6, atol=1e-6)
