@@ -247,15 +247,18 @@ def plot_attention(
     dpi: int = 80,
 ) -> list[Path]:
     """`out_dir/{prefix}-{kind}-layer{n}.png` for each kind and layer (`layers` 1-based; default all)."""
-    written = []
+    chosen = {}  # checked before anything is written
     for kind in kinds:
         num_layers = maps.weights(kind).shape[0]
-        for number in layers or range(1, num_layers + 1):
+        chosen[kind] = list(layers or range(1, num_layers + 1))
+        for number in chosen[kind]:
             if not 1 <= number <= num_layers:
                 raise ValueError(f"{kind}: layers are numbered 1..{num_layers}, got {number}")
-            path = Path(out_dir) / f"{prefix}-{kind}-layer{number}.png"
-            written.append(plot_attention_layer(maps, kind, number - 1, path, dpi=dpi))
-    return written
+    return [
+        plot_attention_layer(maps, kind, number - 1, Path(out_dir) / f"{prefix}-{kind}-layer{number}.png", dpi=dpi)
+        for kind, numbers in chosen.items()
+        for number in numbers
+    ]
 
 
 # ------------------------------------------------------------------------------------------ command line
