@@ -15,9 +15,10 @@ eq. (1), §3.2.1: row i says how much query position i takes from each key posit
 
 `record_attention` runs the model once, teacher-forced, on the source and a target: the given
 reference or, without one, the model's own translation (with its generation config: beam 4 for this
-project's models, unless `num_beams` is given). Decoding one token at a time with a KV cache gives the
-same weights as this single teacher-forced pass (`tests/test_generation.py` checks cached against
-uncached decoding).
+project's models, unless `num_beams` is given). The decoder is causal, so position i computes the same
+thing in this single pass as when the translation was decoded one token at a time (with a KV cache:
+`tests/test_generation.py` checks cached against uncached decoding); the weights are those the model
+used to choose each word.
 
 Models load with PyTorch's SDPA kernel by default, which never forms the weight matrix, so
 `output_attentions=True` alone returns nothing (transformers only warns). `eager_attention` switches the
