@@ -89,3 +89,4 @@ figures: install
 	$(ATTENTION_MAPS) --prefix attention-wooden-bench --kinds cross --layers 3 \
 		--source "Das Mädchen und der Junge küssen sich, während sie auf einer Holzbank sitzen."
 	$(BIN)/python -m explain.positional_encoding_plots --model $(FIGURES_MODEL) --out $(FIGURES_DIR)
+	$(BIN)/python -m explain.score_variance --figure $(FIGURES_DIR)/score-variance.png  # no model: sampled q, k (§3.2.1)
