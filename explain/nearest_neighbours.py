@@ -159,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, list[Neighbours]]:
     if args.json:
         record = {
             "vectors": args.vectors,
-            "vectors_settings": vectors.metadata if vectors else None,
+            "vectors_settings": vectors.settings if vectors else None,
             "model": args.model,
             "k": args.k,
             "queries": {

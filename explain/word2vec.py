@@ -133,11 +133,11 @@ def train_gensim(
     epochs: int = 5,
     sample: float = 1e-3,
     seed: int = 1,
-    workers: int = 2,
+    workers: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """gensim's `Word2Vec` on token ids (as strings) -> (vectors (vocab_size, dim), seen (vocab_size,)).
 
-    gensim's results are reproducible only with `workers=1` (and a fixed PYTHONHASHSEED)."""
+    With one worker (the default) the same call gives the same vectors; more are faster, not reproducible."""
     from gensim.models import Word2Vec
 
     if algorithm not in ALGORITHMS:
@@ -196,7 +196,7 @@ def make_word_vectors(
     min_count: int = 5,
     epochs: int = 5,
     seed: int = 1,
-    workers: int = 2,
+    workers: int = 1,
     metadata: dict[str, str] | None = None,
 ) -> WordVectors:
     """Word2Vec vectors of `texts` tokenised with `tokenizer`, aligned to its ids."""
@@ -225,6 +225,8 @@ def make_word_vectors(
         seen = counts >= min_count
         vectors[~seen] = 0.0
     settings = dict(engine=engine, algorithm=algorithm, dim=dim, window=window, negative=negative)
+    if engine == "gensim":
+        settings["workers"] = workers
     settings.update(min_count=min_count, epochs=epochs, seed=seed, texts=len(sentences))
     settings["tokens"] = sum(len(s) for s in sentences)
     settings["seen_ids"] = int(seen.sum())
@@ -263,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> WordVectors:
     parser.add_argument("--min-count", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--workers", type=int, default=2, help="gensim threads (1 for reproducible vectors)")
+    parser.add_argument("--workers", type=int, default=1, help="gensim threads (more: faster, not reproducible)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("gensim").setLevel(logging.WARNING)  # its progress lines every second
@@ -275,6 +277,11 @@ def main(argv: Sequence[str] | None = None) -> WordVectors:
     texts = list(data["src"]) + list(data["tgt"])
     vocab_size = args.vocab_size or TrainConfig.load(RECIPE_CONFIG).vocab_size
     tokenizer = load_or_train_tokenizer(args.tokenizer, texts, vocab_size)
+    if args.vocab_size and len(tokenizer) != args.vocab_size:
+        parser.error(
+            f"{args.tokenizer} holds a tokenizer of {len(tokenizer)} tokens, not --vocab-size {args.vocab_size}; "
+            "give another folder to train a new one"
+        )
     corpus = f"{args.dataset} {args.split} {args.src_lang}+{args.tgt_lang}"
     logger.info("training %s vectors of dimension %d on %s with %s", args.algorithm, args.dim, corpus, args.engine)
     vectors = make_word_vectors(
@@ -293,10 +300,11 @@ def main(argv: Sequence[str] | None = None) -> WordVectors:
     )
     out = vectors.save(args.out)
     summary = {
-        **{key: int(value) if value.isdigit() else value for key, value in vectors.metadata.items()},
+        **vectors.settings,
         "vocab_size": vectors.vocab_size,
         "tokenizer_vocab_hash": vectors.tokenizer_hash,
         "minutes": (time.perf_counter() - start) / 60,
+        "cpu_minutes": time.process_time() / 60,  # all threads of this process, from its start
         "machine": machine_description(),
     }
     out.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")

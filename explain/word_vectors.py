@@ -70,6 +70,11 @@ class WordVectors:
     def dim(self) -> int:
         return self.vectors.shape[1]
 
+    @property
+    def settings(self) -> dict[str, str | int]:
+        """`metadata` with its whole numbers as ints (safetensors metadata holds strings only)."""
+        return {key: int(value) if value.isdigit() else value for key, value in self.metadata.items()}
+
     def check_tokenizer(self, tokenizer, source: str = "word vectors") -> None:
         """Raise `WordVectorsError` unless the rows are indexed by `tokenizer`'s ids."""
         actual = tokenizer_vocab_hash(tokenizer)

@@ -92,6 +92,8 @@ def test_gensim_recovers_planted_cooccurrence_in_id_order():
     assert seen.tolist() == [False] * FIRST_ID + [True] * (VOCAB - FIRST_ID)
     assert not vectors[:FIRST_ID].any()
     assert recovered_tokens(vectors) == GROUPS * GROUP_SIZE
+    again, _ = train_gensim(planted_corpus(), VOCAB, 16, window=2, min_count=1, sample=0)  # one worker: reproducible
+    np.testing.assert_array_equal(again, vectors)
 
 
 @pytest.mark.parametrize("engine", ["torch", "gensim"])
@@ -139,7 +141,7 @@ def test_vectors_file_errors_name_the_file(tmp_path):
         WordVectors(np.zeros((3, 2)), np.zeros(4, dtype=bool), "hash")
 
 
-def test_command_trains_a_tokenizer_as_a_run_would_and_writes_aligned_vectors(tmp_path):
+def test_command_trains_a_tokenizer_as_a_run_would_and_writes_aligned_vectors(tmp_path, capsys):
     import hf_vanilla_transformer as hvt
     from train.model_folder import load_tokenizer
 
@@ -160,3 +162,6 @@ def test_command_trains_a_tokenizer_as_a_run_would_and_writes_aligned_vectors(tm
 
     main([*argv[:-1], str(tmp_path / "again.safetensors"), "--engine", "torch", "--epochs", "1"])  # reuses the folder
     assert WordVectors.load(tmp_path / "again.safetensors").tokenizer_hash == vectors.tokenizer_hash
+    with pytest.raises(SystemExit):
+        main([*argv, "--vocab-size", "500", "--engine", "torch"])
+    assert "holds a tokenizer of 400 tokens, not --vocab-size 500" in capsys.readouterr().err

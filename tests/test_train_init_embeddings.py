@@ -114,3 +114,12 @@ def test_training_run_starts_from_the_vectors_file(tmp_path, tokenizer):
 
     with pytest.raises(ValueError, match="init_embeddings=.* with init_from=.*keeps its trained embeddings"):
         TrainConfig.from_dict({**settings, "init_from": str(tmp_path)})
+
+
+def test_model_card_names_the_embedding_initialisation(tmp_path):
+    from train.model_card import hyperparameters
+
+    settings = tiny_settings(tmp_path / "data", tmp_path / "run")
+    assert "embedding initialisation" not in hyperparameters(TrainConfig.from_dict(settings))
+    card = hyperparameters(TrainConfig.from_dict({**settings, "init_embeddings": "w2v.safetensors"}))
+    assert card["embedding initialisation"] == "word vectors w2v.safetensors, rescaled to std d_model^-0.5"

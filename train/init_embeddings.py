@@ -9,6 +9,16 @@ vectors are therefore multiplied by one number, d_model^-0.5 / RMS(seen rows), w
 standard deviation (the random init's mean is 0, so its std is its root mean square) and leaves their
 directions, hence every cosine similarity, unchanged.
 
+The ablation "word2vec init vs random init" at the recipe's budget, the same tokenizer and seed:
+
+    python -m explain.word2vec --tokenizer runs/w2v/tokenizer --dataset multi30k --dim 256 \
+        --out runs/w2v/multi30k-sg256.safetensors          # trains the recipe's tokenizer there first
+    python -m train.recipe tokenizer=runs/w2v/tokenizer output_dir=runs/init-random
+    python -m train.recipe tokenizer=runs/w2v/tokenizer output_dir=runs/init-word2vec \
+        init_embeddings=runs/w2v/multi30k-sg256.safetensors
+
+Copying consumes no random numbers, so both runs start from the same weights except these rows.
+
 Rows of ids without a vector (special tokens, pieces rarer than word2vec's `min_count`) keep their random
 initialisation, and the padding row stays zero. The matrix is shared by the encoder, the decoder and the
 pre-softmax layer (§3.4), so one copy sets all three; an untied or unshared model gets the vectors in each
