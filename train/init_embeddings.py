@@ -49,7 +49,7 @@ def rescale(rows: np.ndarray, d_model: int) -> tuple[np.ndarray, float]:
 
 
 @torch.no_grad()
-def init_embeddings(model, vectors: WordVectors, tokenizer, source: str = "word vectors") -> dict[str, float]:
+def init_embeddings(model, vectors: WordVectors, tokenizer, source: str = "word vectors") -> dict[str, int | float]:
     """Copy `vectors` (rescaled, see the module docstring) into `model`'s token embeddings in place.
 
     Raises `WordVectorsError` naming the problem when the vectors were made with another tokenizer, or have
@@ -83,9 +83,9 @@ def init_embeddings(model, vectors: WordVectors, tokenizer, source: str = "word 
         config.d_model**-0.5,
         "the one shared matrix" if len(matrices) == 1 else f"{len(matrices)} matrices",
     )
-    return {"rows": float(len(rows)), "scale": scale, "matrices": float(len(matrices))}
+    return {"rows": len(rows), "scale": scale, "matrices": len(matrices)}
 
 
-def init_embeddings_from_file(model, path: str | Path, tokenizer) -> dict[str, float]:
+def init_embeddings_from_file(model, path: str | Path, tokenizer) -> dict[str, int | float]:
     """`init_embeddings` with the vectors of `path` (a file written by `python -m explain.word2vec`)."""
     return init_embeddings(model, WordVectors.load(path), tokenizer, source=str(path))
