@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from tokenizers import decoders
 
-from explain.word_vectors import WordVectors
+from explain.word_vectors import WordVectors, WordVectorsError
 
 
 @dataclass
@@ -148,7 +148,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, list[Neighbours]]:
     if args.model:
         model, _ = load_model(args.model)
         spaces["transformer"] = model.get_input_embeddings().weight.detach()
-    vocab_size = next(iter(spaces.values())).shape[0]
+    sizes = {name: matrix.shape[0] for name, matrix in spaces.items()}
+    if len(set(sizes.values())) > 1:
+        raise WordVectorsError(f"the two spaces have vocabularies of different sizes ({sizes}): not one tokenizer")
+    vocab_size = next(iter(sizes.values()))
     candidates = ordinary_tokens(tokenizer, vocab_size)
     if vectors is not None:
         candidates &= torch.from_numpy(vectors.seen)
