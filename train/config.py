@@ -50,6 +50,10 @@ class TrainConfig:
     init_from: str | None = None
     """Fine-tune: a trained model folder to start from (its tokenizer is kept; its config must
     match its weights)."""
+    init_embeddings: str | None = None
+    """Word vectors to start the shared embedding from (§3.4): a file of `python -m explain.word2vec`
+    made with this run's tokenizer (set `tokenizer:` to its folder), rescaled to the random init's
+    std d_model^-0.5 (`train.init_embeddings`). None: the random init."""
 
     # ------------------------------------------------------------------ optimisation (§5.3, §5.4)
     max_tokens: int = 4096
@@ -164,6 +168,11 @@ class TrainConfig:
             problems.append(
                 f"init_from={self.init_from}: cannot change {refused} of a trained model (its weights were trained "
                 f"with its own architecture); when fine-tuning, model.* may only set {list(FINE_TUNING_OVERRIDES)}"
+            )
+        if self.init_embeddings and self.init_from:
+            problems.append(
+                f"init_embeddings={self.init_embeddings} with init_from={self.init_from}: a model being fine-tuned "
+                "keeps its trained embeddings; set one of them"
             )
         if problems:
             raise ValueError(f"{source}: {'; '.join(problems)}")

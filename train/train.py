@@ -70,6 +70,7 @@ from train.data import (
 )
 from train.decoding_check import DecodingCheckCallback
 from train.evaluate import score
+from train.init_embeddings import init_embeddings_from_file
 from train.lines import write_text_atomic
 from train.model_folder import load_checked_model, load_model, load_tokenizer
 from train.precision import choose_precision, machine_description
@@ -118,9 +119,12 @@ Both give the same numbers (`test_eager_equals_sdpa`); a saved model loads with 
 
 
 def build_model(cfg: TrainConfig, tokenizer, precision: str = "fp32"):
-    """A new model from `preset` + `model` overrides, or the `init_from` model to fine-tune, with the
-    attention kernel that trains fastest at `precision` on a CPU (`TRAINING_ATTENTION`)."""
+    """A new model from `preset` + `model` overrides (its embedding from `init_embeddings` word vectors if
+    set), or the `init_from` model to fine-tune, with the attention kernel that trains fastest at
+    `precision` on a CPU (`TRAINING_ATTENTION`)."""
     model = _new_or_loaded_model(cfg, tokenizer)
+    if cfg.init_embeddings:  # here, before training: a file that does not fit stops the run at once
+        init_embeddings_from_file(model, cfg.init_embeddings, tokenizer)
     if not torch.cuda.is_available():
         model.set_attn_implementation(TRAINING_ATTENTION[precision])
     return model
