@@ -106,8 +106,10 @@ def test_a_sweep_trains_each_run_once_scores_it_and_skips_finished_rows(tmp_path
     assert trained == [str(tmp_path / "runs" / "recipe-seed3")]
     table = ablation_table(tmp_path / "results")
     assert table.count("\n") == 2 + 3 and "`greedy`" in table
-    png = ablations.plot_validation_bleu(["recipe"], tmp_path / "results", tmp_path / "fig.png")
+    png = ablations.plot_validation_bleu(["recipe", "heads-8", "greedy"], tmp_path / "results", tmp_path / "fig.png")
     assert png.stat().st_size > 5_000
+    with pytest.raises(ValueError, match="nothing to plot"):
+        ablations.plot_validation_bleu(["greedy"], tmp_path / "results", tmp_path / "fig.png")
 
 
 # ---- table and curve from hand-made results ---------------------------------------------------------

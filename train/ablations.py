@@ -290,17 +290,22 @@ def validation_curve(run_dir: Path) -> tuple[list[float], list[float]]:
 
 def plot_validation_bleu(rows: Sequence[str], results_dir: Path = RESULTS_DIR, png: Path = FIGURE) -> Path:
     """Validation BLEU (the runs' own validations: greedy, `max_eval_samples` pairs) against training
-    minutes for `rows` (trained rows only), one line per seed, one colour per row."""
+    minutes for those of `rows` that have trained runs (others are skipped with a warning), one line
+    per seed, one colour per row."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     results = load_results(results_dir)
+    missing = [name for name in rows if name not in results or results[name][0].get("scored_from")]
+    if missing:
+        logger.warning("not plotted: no trained runs of %s in %s", missing, results_dir)
+    rows = [name for name in rows if name not in missing]
+    if not rows:
+        raise ValueError(f"nothing to plot: no trained runs of the rows asked for in {results_dir}")
     fig, ax = plt.subplots(figsize=(8, 5))
     for colour, name in enumerate(rows):
-        if name not in results or results[name][0].get("scored_from"):
-            raise ValueError(f"row {name!r}: no trained runs in {results_dir} to plot")
         for index, result in enumerate(results[name]):
             x, y = validation_curve(Path(result["run_dir"]))
             label = f"{name} ({len(results[name])} seeds)" if index == 0 else None
