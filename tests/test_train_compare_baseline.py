@@ -15,7 +15,7 @@ from hf_vanilla_transformer.configuration_vanilla_transformer import PRESETS
 from tests.helpers import MULTI30K, ONE_LAYER_SIZES
 from tests.train_helpers import one_thread, tiny_settings, write_slice  # noqa: F401 (autouse fixture)
 from train import compare_baseline
-from train.baseline import SIZE_FIELDS, BaselineSettings, recipe_sizes, train_baseline
+from train.baseline import SIZE_FIELDS, BaselineSettings, recipe_config, recipe_sizes, train_baseline
 from train.config import TrainConfig
 from train.precision import machine_description
 from train.recipe import SETTINGS
@@ -29,6 +29,13 @@ CHRF_SIG = "nrefs:1|case:mixed|eff:yes|nc:6|nw:0|space:no|version:2.6.0"
 def test_the_baseline_has_the_recipes_model_size():
     sizes = recipe_sizes(TrainConfig.load(SETTINGS["quick"], ["model.encoder_layers=4"]))
     assert sizes == {field: PRESETS["small"][field] for field in SIZE_FIELDS} | {"encoder_layers": 4}
+
+
+def test_a_runs_train_config_json_gives_back_its_config(tmp_path):
+    cfg = TrainConfig.load(SETTINGS["quick"], ["seed=4"])
+    (tmp_path / "train_config.json").write_text(json.dumps(cfg.to_dict()))
+    assert recipe_config(tmp_path / "train_config.json") == cfg
+    assert recipe_config(SETTINGS["quick"]) == TrainConfig.load(SETTINGS["quick"])
 
 
 def test_baseline_settings_reject_bad_values():
@@ -140,6 +147,9 @@ def test_compare_trains_the_recipe_then_the_baseline_for_its_training_minutes(fa
     assert result["recipe"]["bleu_signature"] == result["baseline"]["bleu_signature"] == BLEU_SIG
     assert result["recipe"]["training_minutes"] == pytest.approx(11.0)
     assert result["seed"] == 3 and result["same_machine"] and result["test_split"] == "test"
+    config = tmp_path / "work" / "recipe" / "train_config.json"
+    assert result["baseline"]["command"].startswith(f"python -m train.baseline --config {config} --minutes 11.00 ")
+    assert result["recipe"]["command"] == "python -m train.recipe --setting quick seed=3"
 
     # Run again: both halves have finished and are reused, not retrained.
     again = compare_baseline.compare("quick", seed=3, work_dir=tmp_path / "work", output=output)

@@ -2,6 +2,7 @@
 
     python -m train.baseline --minutes 12 --output runs/baseline-marian     # Multi30k De->En
     python -m train.baseline --setting tatoeba-zh-en --minutes 12 --output runs/baseline-tatoeba-zh-en
+    python -m train.baseline --config runs/compare/recipe/train_config.json --minutes 12.1   # a run's data and size
 
 transformers' `MarianMTModel` of the recipe's size (its preset and `model:` overrides: d_model,
 layers, heads, FFN; the same shared BPE of `vocab_size`, trained the same way on the same data),
@@ -206,6 +207,14 @@ def _describe(sizes: dict[str, int]) -> str:
     )
 
 
+def recipe_config(path: str | Path) -> TrainConfig:
+    """A recipe's `TrainConfig` from its YAML file or a run's `train_config.json` (read as JSON: YAML
+    would read `1e-09` as a string)."""
+    if Path(path).suffix == ".json":
+        return TrainConfig.from_dict(json.loads(Path(path).read_text(encoding="utf-8")), source=str(path))
+    return TrainConfig.load(path)
+
+
 def add_baseline_arguments(parser: argparse.ArgumentParser) -> None:
     """The baseline's settings as command-line options (shared with `train.compare_baseline`)."""
     defaults = BaselineSettings()
@@ -220,6 +229,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--setting", choices=sorted(SETTINGS), default="quick", help="the recipe setting whose data")
+    parser.add_argument(
+        "--config", default=None, help="instead of --setting: a recipe run's train_config.json (or a YAML config)"
+    )
     parser.add_argument("--minutes", type=float, default=BaselineSettings.minutes, help="training time budget")
     parser.add_argument("--seed", type=int, default=BaselineSettings.seed)
     parser.add_argument("--output", default=BaselineSettings.output_dir)
@@ -235,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         seed=args.seed,
         output_dir=args.output,
     )
-    results = train_baseline(TrainConfig.load(SETTINGS[args.setting]), settings)
+    results = train_baseline(recipe_config(args.config or SETTINGS[args.setting]), settings)
     keys = ("steps", "epochs", "stopped_by", "training_minutes", "bleu", "chrf")
     print(json.dumps({key: results[key] for key in keys}))
     return results

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from train.baseline import BaselineSettings, add_baseline_arguments, train_baseline
+from train.baseline import BaselineSettings, add_baseline_arguments, recipe_config, train_baseline
 from train.callbacks import read_metrics
 from train.config import TrainConfig
 from train.evaluate import write_results
@@ -141,7 +141,7 @@ def compare(
         summary = finished_summary(run_dir)
         if summary is None:
             raise FileNotFoundError(f"--skip-recipe {run_dir}: no finished run there (summary.json with test results)")
-        cfg = TrainConfig.from_dict(json.loads((run_dir / "train_config.json").read_text(encoding="utf-8")))
+        cfg = recipe_config(run_dir / "train_config.json")
         command = f"the finished run in {run_dir} (its settings: {run_dir / 'train_config.json'})"
     minutes, minutes_source = training_minutes(run_dir, cfg.max_train_minutes)
 
@@ -155,7 +155,7 @@ def compare(
     else:
         logger.info("baseline: reusing the finished run in %s", settings.output_dir)
     baseline_command = (
-        f"python -m train.baseline --setting {setting} --minutes {minutes:.2f} --seed {cfg.seed} "
+        f"python -m train.baseline --config {run_dir / 'train_config.json'} --minutes {minutes:.2f} --seed {cfg.seed} "
         f"--sampling {settings.sampling} --batch-size {settings.batch_size} --max-steps {settings.max_steps} "
         f"--learning-rate {settings.learning_rate:g}"
     )
