@@ -112,4 +112,5 @@ def test_an_english_to_chinese_run_scores_with_the_zh_tokenizer_and_writes_its_c
     card = (tmp_path / "run" / "model" / "README.md").read_text(encoding="utf-8")
     assert "language:\n- en\n- zh\n" in card and "- en-zh\n" in card
     assert test["bleu_signature"] in card and "CC BY 2.0 France" in card and "English → Chinese" in card
+    assert "characters as words (`zh` tokenizer)" in card
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["test"]["language_pair"] == "en-zh"
