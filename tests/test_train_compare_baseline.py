@@ -134,7 +134,9 @@ def fakes(monkeypatch):
 
 def test_compare_trains_the_recipe_then_the_baseline_for_its_training_minutes(fakes, tmp_path):
     output = tmp_path / "recipe-vs-baseline.json"
-    result = compare_baseline.compare("quick", seed=3, work_dir=tmp_path / "work", output=output)
+    result = compare_baseline.compare(
+        "quick", seed=3, overrides=["num_threads=1"], work_dir=tmp_path / "work", output=output
+    )
     assert [call[0] for call in fakes] == ["recipe", "baseline"]
     _, recipe_cfg, resume = fakes[0]
     _, baseline_cfg, settings = fakes[1]
@@ -147,12 +149,16 @@ def test_compare_trains_the_recipe_then_the_baseline_for_its_training_minutes(fa
     assert result["recipe"]["bleu_signature"] == result["baseline"]["bleu_signature"] == BLEU_SIG
     assert result["recipe"]["training_minutes"] == pytest.approx(11.0)
     assert result["seed"] == 3 and result["same_machine"] and result["test_split"] == "test"
+    assert result["command"] == "python -m train.compare_baseline --seed 3 num_threads=1"
+    assert recipe_cfg.num_threads == settings.num_threads == 1  # the baseline runs on the recipe's threads
     config = tmp_path / "work" / "recipe" / "train_config.json"
     assert result["baseline"]["command"].startswith(f"python -m train.baseline --config {config} --minutes 11.00 ")
-    assert result["recipe"]["command"] == "python -m train.recipe --setting quick seed=3"
+    assert result["recipe"]["command"] == "python -m train.recipe --setting quick num_threads=1 seed=3"
 
     # Run again: both halves have finished and are reused, not retrained.
-    again = compare_baseline.compare("quick", seed=3, work_dir=tmp_path / "work", output=output)
+    again = compare_baseline.compare(
+        "quick", seed=3, overrides=["num_threads=1"], work_dir=tmp_path / "work", output=output
+    )
     assert len(fakes) == 2 and again == result
 
 

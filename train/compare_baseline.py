@@ -146,7 +146,11 @@ def compare(
     minutes, minutes_source = training_minutes(run_dir, cfg.max_train_minutes)
 
     settings = BaselineSettings(
-        **(baseline or {}), minutes=minutes, seed=cfg.seed, output_dir=str(work_dir / "baseline")
+        **(baseline or {}),
+        minutes=minutes,
+        seed=cfg.seed,
+        num_threads=cfg.num_threads,  # as the recipe ran (torch's default when it set none)
+        output_dir=str(work_dir / "baseline"),
     )
     results_path = Path(settings.output_dir) / f"results.{cfg.test_split}.json"
     baseline_results = reusable_baseline(results_path, settings)
@@ -167,7 +171,13 @@ def compare(
     if not same_machine:
         logger.warning("the recipe and the baseline were not measured on this same machine: compare with care")
     comparison = {
-        "command": "python -m train.compare_baseline" + (f" --skip-recipe {skip_recipe}" if skip_recipe else ""),
+        "command": " ".join(
+            ["python -m train.compare_baseline"]
+            + ([f"--setting {setting}"] if setting != "quick" else [])
+            + ([f"--seed {seed}"] if seed is not None else [])
+            + ([f"--skip-recipe {skip_recipe}"] if skip_recipe else [])
+            + list(overrides)
+        ),
         "setting": setting,
         "dataset": cfg.dataset,
         "language_pair": f"{cfg.src_lang}-{cfg.tgt_lang}",
