@@ -24,7 +24,7 @@ CORE_TESTS = tests/test_compat.py tests/test_config.py tests/test_modeling.py te
 	tests/test_layers_reference.py tests/test_marian_reference.py tests/test_positional_encoding.py \
 	tests/test_hf_common.py tests/test_remote_code.py tests/test_toy_task.py tests/test_tokenizer.py
 
-.PHONY: install recipe recipe-full recipe-tatoeba compare ablations tables cards test test-floor canary venv-floor venv-canary versions lint benchmark
+.PHONY: install recipe recipe-full recipe-tatoeba compare ablations tables cards test test-floor canary venv-floor venv-canary versions lint benchmark figures
 
 install:
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -93,7 +93,23 @@ versions:
 		$$venv/bin/python -c "import sys, torch, transformers, tokenizers, huggingface_hub; print(f'{sys.argv[1]:13s} transformers {transformers.__version__:8s} torch {torch.__version__:12s} tokenizers {tokenizers.__version__:8s} huggingface_hub {huggingface_hub.__version__}')" $$venv; done; true
 
 lint:
-	$(BIN)/python -m ruff check hf_vanilla_transformer train tests benchmarks
+	$(BIN)/python -m ruff check hf_vanilla_transformer train tests benchmarks explain
 
 benchmark: install
 	$(BIN)/python benchmarks/bench_model.py
+
+# The README's pictures (docs/figures/), drawn from a trained model of the recipe (`make recipe`).
+# Attention: two Multi30k validation sentences (val.de lines 158 and 706), each with a verb-final clause
+# ("..., während er ... sitzt"); the second also has a compound (Holzbank -> wooden bench).
+FIGURES_MODEL ?= runs/multi30k-de-en/model
+FIGURES_DIR = docs/figures
+ATTENTION_MAPS = $(BIN)/python -m explain.attention_maps --model $(FIGURES_MODEL) --out $(FIGURES_DIR)
+figures: install
+	$(ATTENTION_MAPS) --prefix attention-shaving --kinds encoder-self decoder-self --layers 1 \
+		--source "Ein Mann rasiert sich, während er am Strand vor dem Meer sitzt."
+	$(ATTENTION_MAPS) --prefix attention-shaving --kinds cross --layers 3 \
+		--source "Ein Mann rasiert sich, während er am Strand vor dem Meer sitzt."
+	$(ATTENTION_MAPS) --prefix attention-wooden-bench --kinds cross --layers 3 \
+		--source "Das Mädchen und der Junge küssen sich, während sie auf einer Holzbank sitzen."
+	$(BIN)/python -m explain.positional_encoding_plots --model $(FIGURES_MODEL) --out $(FIGURES_DIR)
+	$(BIN)/python -m explain.score_variance --figure $(FIGURES_DIR)/score-variance.png  # no model: sampled q, k (§3.2.1)
