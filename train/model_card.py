@@ -406,7 +406,8 @@ def card_results(cfg: TrainConfig, test: Mapping[str, Any] | None) -> dict[str, 
     entry.update(
         split=cfg.test_split,
         decoding=f"beam {test['num_beams']}, length penalty {test['length_penalty']} ({test['length_penalty_form']})",
-        bleu_variant="sacreBLEU on detokenised, cased output",
+        bleu_variant="sacreBLEU on detokenised, cased output"
+        + (", characters as words (`zh` tokenizer)" if "tok:zh" in test["bleu_signature"] else ""),
     )
     return {name: entry}
 
