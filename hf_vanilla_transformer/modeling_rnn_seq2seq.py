@@ -149,21 +149,19 @@ class _RecurrentSeq2SeqModel(RecurrentSeq2SeqPreTrainedModel):
         super().__init__(config)
         embedding = (config.vocab_size, config.embedding_size, config.pad_token_id)
         if config.share_encoder_decoder_embeddings:
+            # One matrix, stored once: `post_init` ties the encoder's and decoder's embeddings to it.
             self.shared = nn.Embedding(*embedding)
-            encoder_embeddings = decoder_embeddings = self.shared
             self._tied_weights_keys = {
                 "encoder.embed_tokens.weight": "shared.weight",
                 "decoder.embed_tokens.weight": "shared.weight",
             }
-        else:
-            encoder_embeddings, decoder_embeddings = nn.Embedding(*embedding), nn.Embedding(*embedding)
         self.encoder = RecurrentEncoder(
             config,
-            encoder_embeddings,
+            nn.Embedding(*embedding),
             bidirectional=self.bidirectional_encoder,
             reverse_source=getattr(config, "reverse_source", False),
         )
-        self.decoder = self.decoder_class(config, decoder_embeddings)
+        self.decoder = self.decoder_class(config, nn.Embedding(*embedding))
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -286,8 +284,9 @@ class RNNSearchModel(RNNSearchPreTrainedModel, _RecurrentSeq2SeqModel):
         return {"encoder_mask": mask, "attention_keys": keys}
 
 
-class _RecurrentSeq2SeqForConditionalGeneration(RecurrentGenerationMixin, RecurrentSeq2SeqPreTrainedModel):
-    """A bare recurrent encoder-decoder with the output layer (tied to the embeddings), the loss and `generate()`."""
+class _RecurrentSeq2SeqForConditionalGeneration(RecurrentSeq2SeqPreTrainedModel):
+    """A bare recurrent encoder-decoder with the output layer (tied to the embeddings) and the loss; the models below
+    add `generate()` (`RecurrentGenerationMixin`) and their paper's initialisation."""
 
     base_model_class: type[_RecurrentSeq2SeqModel]
     _tied_weights_keys = {"lm_head.weight": "model.decoder.embed_tokens.weight"}
@@ -383,17 +382,21 @@ class _RecurrentSeq2SeqForConditionalGeneration(RecurrentGenerationMixin, Recurr
 
 
 class RNNEncoderDecoderForConditionalGeneration(
-    RNNEncoderDecoderPreTrainedModel, _RecurrentSeq2SeqForConditionalGeneration
+    RecurrentGenerationMixin, _RecurrentSeq2SeqForConditionalGeneration, RNNEncoderDecoderPreTrainedModel
 ):
     """Sutskever et al. (2014)'s encoder-decoder without attention, with the output layer, loss and `generate()`."""
 
+    config_class = RNNEncoderDecoderConfig
     base_model_class = RNNEncoderDecoderModel
 
 
-class RNNSearchForConditionalGeneration(RNNSearchPreTrainedModel, _RecurrentSeq2SeqForConditionalGeneration):
+class RNNSearchForConditionalGeneration(
+    RecurrentGenerationMixin, _RecurrentSeq2SeqForConditionalGeneration, RNNSearchPreTrainedModel
+):
     """Bahdanau et al. (2015)'s RNNsearch, with the output layer, loss and `generate()`; `output_attentions=True`
     returns the alignment weights alpha as `cross_attentions` (Bahdanau et al. Fig. 3)."""
 
+    config_class = RNNSearchConfig
     base_model_class = RNNSearchModel
 
 
