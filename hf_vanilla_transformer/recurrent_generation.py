@@ -55,6 +55,12 @@ class RecurrentStateCache(Cache):
             layer.update_recurrent_state(state[:, index])
         self.seen_tokens += num_new_tokens
 
+    @property
+    def is_compileable(self) -> bool:
+        """False: the models are not compiled (`_can_compile_fullgraph = False`), and for a compileable cache
+        transformers 5.23 prepares a 4D attention mask from `get_mask_sizes`, which recurrent-state layers lack."""
+        return False
+
     def get_seq_length(self, layer_idx: int = 0) -> int:
         """Target tokens the cached state has read."""
         return self.seen_tokens

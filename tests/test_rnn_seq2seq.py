@@ -13,6 +13,7 @@ from transformers import AutoModel, AutoModelForSeq2SeqLM, pipeline
 
 import hf_vanilla_transformer as hvt
 from hf_vanilla_transformer import modeling_vanilla_transformer, seq2seq_loss
+from hf_vanilla_transformer.compat import output_cache
 from hf_vanilla_transformer.recurrent_generation import RecurrentStateCache
 from tests.helpers import multi30k_tokenizer, random_batch
 from tests.hub_helpers import result_of, run_isolated
@@ -163,7 +164,7 @@ def test_incremental_decoder_equals_full_pass(model_type):
                 cache=cache,
                 use_cache=True,
             )
-            assert out.cache is cache and cache.get_seq_length() == i + 1
+            assert output_cache(out) is cache and cache.get_seq_length() == i + 1
             steps.append(out.logits)
     torch.testing.assert_close(torch.cat(steps, dim=1), full)
 
