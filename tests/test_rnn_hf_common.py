@@ -46,9 +46,7 @@ INAPPLICABLE = {
     "test_hidden_states_output": "RNN layers expose no per-layer hidden states (`output_hidden_states`)",
     "test_generate_continue_from_past_key_values": "a recurrent state cannot be continued from the full sequence: "
     "generate() passes the whole prefix again when it starts from a given cache of a stateful model",
-    "test_generate_continue_from_inputs_embeds": "as test_generate_continue_from_past_key_values",
     "test_past_key_values_format": "the cache is a recurrent state (RecurrentStateCache), not keys and values",
-    "test_generate_from_inputs_embeds": "decoder-only test",
 }
 
 
