@@ -38,7 +38,7 @@ def test_a_run_trains_averages_evaluates_and_describes_a_recurrent_model(model_t
     assert results["num_beams"] == 2 and 0.0 <= results["bleu"] <= 100.0
     card = (tmp_path / "run" / "model" / "README.md").read_text()
     assert paper in card and "Vaswani" not in card.split("## How to use")[0]
-    assert "| hidden units per layer | 32 |" in card
+    assert "| hidden units per layer | 32 |" in card and "2.0 · hidden_size^-0.5 · min(step^-0.5" in card
 
 
 def test_model_type_and_its_fields_are_checked():

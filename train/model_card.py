@@ -465,13 +465,14 @@ def card_results(cfg: TrainConfig, test: Mapping[str, Any] | None) -> dict[str, 
 
 def hyperparameters(cfg: TrainConfig, state: Any = None) -> dict[str, Any]:
     """The training settings shown in the card, in display order."""
+    width = "d_model" if cfg.model_type == "vanilla-transformer" else "hidden_size"  # train.train.model_width
     values = {
         "preset": cfg.preset if not cfg.init_from else f"fine-tuned from {cfg.init_from}",
         "model overrides": cfg.model or "none",
         "shared BPE vocabulary": cfg.vocab_size if not (cfg.tokenizer or cfg.init_from) else "reused",
         "tokens per batch (per side)": cfg.max_tokens * cfg.gradient_accumulation_steps,
         "optimizer": f"Adam β1={cfg.adam_beta1}, β2={cfg.adam_beta2}, ε={cfg.adam_epsilon}",
-        "learning rate": f"{cfg.lr_factor} · d_model^-0.5 · min(step^-0.5, step · {cfg.warmup_steps}^-1.5)",
+        "learning rate": f"{cfg.lr_factor} · {width}^-0.5 · min(step^-0.5, step · {cfg.warmup_steps}^-1.5)",
         "label smoothing": cfg.label_smoothing,
         "training steps": state.global_step if state is not None else cfg.max_steps,
         "training time budget": f"{cfg.max_train_minutes} minutes" if cfg.max_train_minutes else "none",
