@@ -1,7 +1,15 @@
 """hf-vanilla-transformer: the Transformer of "Attention Is All You Need" (Vaswani et al., 2017)
-as a Hugging Face model. Importing the package registers it with the Auto classes and pipelines."""
+as a Hugging Face model, and the recurrent encoder-decoders it replaced (Sutskever et al. 2014;
+Bahdanau et al. 2015). Importing the package registers them with the Auto classes and pipelines."""
 
+from .configuration_rnn_seq2seq import RNNEncoderDecoderConfig, RNNSearchConfig
 from .configuration_vanilla_transformer import VanillaTransformerConfig
+from .modeling_rnn_seq2seq import (
+    RNNEncoderDecoderForConditionalGeneration,
+    RNNEncoderDecoderModel,
+    RNNSearchForConditionalGeneration,
+    RNNSearchModel,
+)
 from .modeling_vanilla_transformer import (
     VanillaTransformerForConditionalGeneration,
     VanillaTransformerModel,
@@ -16,6 +24,12 @@ register()
 __version__ = "0.1.0"
 
 __all__ = [
+    "RNNEncoderDecoderConfig",
+    "RNNEncoderDecoderForConditionalGeneration",
+    "RNNEncoderDecoderModel",
+    "RNNSearchConfig",
+    "RNNSearchForConditionalGeneration",
+    "RNNSearchModel",
     "TranslationPipeline",
     "VanillaTransformerConfig",
     "VanillaTransformerForConditionalGeneration",

@@ -5,6 +5,19 @@ masked decoder self-attention and encoder-decoder ("cross") attention. The atten
 chosen by `config._attn_implementation` through transformers' registry: `"eager"` is
 `scaled_dot_product_attention` below, written as in the paper; `"sdpa"` is
 `torch.nn.functional.scaled_dot_product_attention` (the same numbers, faster).
+
+The score that compares a query with a key is `config.attention_score` (§3.2.1 discusses the choice):
+
+- `"scaled_dot_product"` (the paper): `q·k / sqrt(d_k)`;
+- `"dot_product"`: `q·k`, the same kernels with scaling 1 (eager and SDPA alike);
+- `"additive"`: `w_v^T tanh(W_q q + W_k k)` (Bahdanau et al. 2015), one small network per head
+  (`AdditiveScore`), computed by `additive_attention`. SDPA, flash and flex attention compute only dot
+  products, so a model with additive scores always runs this eager kernel: `attention_kernel_for_score`
+  turns any requested implementation into `"eager"` (warning when another one was asked for), and the
+  model calls it from transformers' hook for that choice.
+
+For q, k with independent unit-variance components `q·k` has variance d_k, so for large d_k the
+unscaled softmax saturates and its gradients vanish: `explain/score_variance.py` measures it.
 """
 
 from __future__ import annotations
@@ -15,9 +28,12 @@ import torch
 from torch import nn
 from transformers.cache_utils import Cache, EncoderDecoderCache
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils import logging
 
 from .configuration_vanilla_transformer import VanillaTransformerConfig
 from .generation import fold_beams, unfold_beam_weights
+
+logger = logging.get_logger(__name__)
 
 
 def scaled_dot_product_attention(
@@ -46,6 +62,79 @@ def scaled_dot_product_attention(
     return output, weights
 
 
+class AdditiveScore(nn.Module):
+    """Additive attention scores, score(q, k) = w_v^T tanh(W_q q + W_k k) (Bahdanau et al. 2015), per head.
+
+    §3.2.1 compares them with dot-product scores: similar for small d_k, better than unscaled dot
+    products for larger d_k, but slower and larger in practice. Here they act on each head's projected
+    queries and keys (d_k each), with a hidden size of d_k and parameters of their own for every head:
+
+    - `query_weight` (h, d_k, d_k): W_q of each head;
+    - `key_weight` (h, d_k, d_k): W_k of each head;
+    - `score_vector` (h, d_k): w_v of each head.
+
+    No biases, as in the formula. They are initialised by the model's `_init_weights` (Xavier uniform,
+    like every projection).
+    """
+
+    def __init__(self, num_heads: int, head_dim: int):
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = head_dim
+        self.query_weight = nn.Parameter(torch.empty(num_heads, head_dim, head_dim))
+        self.key_weight = nn.Parameter(torch.empty(num_heads, head_dim, head_dim))
+        self.score_vector = nn.Parameter(torch.empty(num_heads, head_dim))
+
+    def forward(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+        """query (B, h, T_q, d_k), key (B, h, T_k, d_k) -> scores (B, h, T_q, T_k)."""
+        query = torch.einsum("bhqd,had->bhqa", query, self.query_weight)  # W_q q: (B, h, T_q, d_a)
+        key = torch.einsum("bhkd,had->bhka", key, self.key_weight)  # W_k k: (B, h, T_k, d_a)
+        hidden = torch.tanh(query.unsqueeze(3) + key.unsqueeze(2))  # (B, h, T_q, T_k, d_a)
+        return torch.einsum("bhqka,ha->bhqk", hidden, self.score_vector)
+
+    def extra_repr(self) -> str:
+        return f"num_heads={self.num_heads}, head_dim={self.head_dim}"
+
+
+def additive_attention(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """softmax(score(Q, K)) V with `module.additive_score` as the score (§3.2.1's additive attention).
+
+    Shapes and the additive `attention_mask` as in `scaled_dot_product_attention`; `scaling` is not used.
+    """
+    scores = module.additive_score(query, key)  # (B, h, T_q, T_k)
+    if attention_mask is not None:
+        scores = scores + attention_mask
+    weights = nn.functional.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    weights = nn.functional.dropout(weights, p=dropout, training=module.training)
+    output = torch.matmul(weights, value).transpose(1, 2).contiguous()  # (B, T_q, h, d_v)
+    return output, weights
+
+
+def attention_kernel_for_score(config: VanillaTransformerConfig, requested: str | None) -> str | None:
+    """The attention implementation a model with `config.attention_score` can run, given the `requested` one.
+
+    Dot-product scores run with any kernel. SDPA, flash and flex attention cannot compute additive
+    scores, so for `"additive"` every request becomes `"eager"` (the masks transformers builds then
+    match `additive_attention`), with a warning when another kernel was asked for explicitly.
+    """
+    if config.attention_score != "additive" or requested == "eager":
+        return requested
+    if requested is not None:
+        logger.warning_once(
+            f"attention_score='additive' runs with eager attention: attn_implementation={requested!r} "
+            "computes only dot-product scores, so it is not used."
+        )
+    return "eager"
+
+
 class MultiHeadAttention(nn.Module):
     """MultiHead(Q, K, V) = Concat(head_1, ..., head_h) W^O, head_i = Attention(Q W_i^Q, K W_i^K, V W_i^V).
 
@@ -69,7 +158,8 @@ class MultiHeadAttention(nn.Module):
         self.config = config
         self.num_heads = num_heads
         self.head_dim = head_dim
-        self.scaling = head_dim**-0.5  # 1 / sqrt(d_k)
+        # 1 / sqrt(d_k) (§3.2.1); 1 for unscaled dot products; unused by additive scores.
+        self.scaling = head_dim**-0.5 if config.attention_score == "scaled_dot_product" else 1.0
         self.dropout = config.attention_dropout
         # Read by the SDPA/flash integrations: without it they assume causal attention.
         self.is_causal = is_causal
@@ -80,6 +170,7 @@ class MultiHeadAttention(nn.Module):
         self.k_proj = nn.Linear(config.d_model, inner_dim, bias=bias)
         self.v_proj = nn.Linear(config.d_model, inner_dim, bias=bias)
         self.out_proj = nn.Linear(inner_dim, config.d_model, bias=bias)
+        self.additive_score = AdditiveScore(num_heads, head_dim) if config.attention_score == "additive" else None
 
     def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T, h * d_k) -> (B, h, T, d_k)"""
@@ -124,9 +215,12 @@ class MultiHeadAttention(nn.Module):
         if beams > 1:
             query, attention_mask = fold_beams(query, attention_mask, beams)
 
-        attention: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
-            self.config._attn_implementation, scaled_dot_product_attention
-        )
+        if self.additive_score is None:
+            attention: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
+                self.config._attn_implementation, scaled_dot_product_attention
+            )
+        else:
+            attention = self._additive_kernel()
         output, weights = attention(
             self,
             query,
@@ -140,3 +234,14 @@ class MultiHeadAttention(nn.Module):
         output = output.reshape(*hidden_states.shape[:-1], -1)  # Concat(head_1..head_h): (B, T_q, h*d_v)
         weights = unfold_beam_weights(weights, beams) if beams > 1 and weights is not None else weights
         return self.out_proj(output), weights
+
+    def _additive_kernel(self) -> Callable:
+        """`additive_attention`, after checking that transformers built the masks for eager attention."""
+        if self.config._attn_implementation not in (None, "eager"):
+            raise RuntimeError(
+                f"attention_score='additive' needs eager attention, but this model runs "
+                f"attn_implementation={self.config._attn_implementation!r}: transformers did not call "
+                "_check_and_adjust_attn_implementation, which the model uses to choose eager "
+                "(attention.attention_kernel_for_score). Set model.set_attn_implementation('eager')."
+            )
+        return additive_attention

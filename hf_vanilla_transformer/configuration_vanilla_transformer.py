@@ -35,6 +35,7 @@ POSITION_EMBEDDING_TYPES = ("sinusoidal", "learned")
 SINUSOIDAL_LAYOUTS = ("interleaved", "concat")
 LAYER_NORM_POSITIONS = ("post", "pre")
 ACTIVATIONS = ("relu", "gelu")
+ATTENTION_SCORES = ("scaled_dot_product", "dot_product", "additive")
 
 
 @strict
@@ -53,6 +54,9 @@ class VanillaTransformerConfig(PreTrainedConfig):
         attention_bias: biases in the Q/K/V/output projections. The paper's projection matrices
             W^Q, W^K, W^V, W^O have none (§3.2.2, as in tensor2tensor); fairseq, Marian and
             `torch.nn.MultiheadAttention` add them.
+        attention_score: how a query is compared with a key (§3.2.1): `"scaled_dot_product"` (the paper,
+            `q·k / sqrt(d_k)`), `"dot_product"` (`q·k`, unscaled) or `"additive"` (`w_v^T tanh(W_q q + W_k k)`,
+            Bahdanau et al. 2015, per head; computed by eager attention whatever kernel is requested).
         encoder_ffn_dim / decoder_ffn_dim: inner size `d_ff` of the position-wise FFN (§3.3, 2048).
         activation_function: FFN non-linearity; the paper uses `"relu"` (§3.3).
         dropout: `P_drop` on every sub-layer output and on the embedding sums (§5.4, 0.1).
@@ -88,6 +92,7 @@ class VanillaTransformerConfig(PreTrainedConfig):
     decoder_attention_heads: int = 8
     head_dim: int | None = None
     attention_bias: bool = False
+    attention_score: Literal["scaled_dot_product", "dot_product", "additive"] = "scaled_dot_product"
     encoder_ffn_dim: int = 2048
     decoder_ffn_dim: int = 2048
     activation_function: Literal["relu", "gelu"] = "relu"
@@ -159,6 +164,7 @@ class VanillaTransformerConfig(PreTrainedConfig):
             ("sinusoidal_layout", SINUSOIDAL_LAYOUTS),
             ("layer_norm_position", LAYER_NORM_POSITIONS),
             ("activation_function", ACTIVATIONS),
+            ("attention_score", ATTENTION_SCORES),
         ):
             value = getattr(self, name)
             if value not in allowed:

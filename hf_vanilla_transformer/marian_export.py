@@ -11,8 +11,9 @@ Marian is the same network up to options (tests/test_marian_reference.py). How e
 - decoder start token `<s>` and the pad/bos/eos ids are copied into Marian's config (Marian's own
   models start decoding from `<pad>`); no output bias: `final_logits_bias` stays zero.
 - Refused with a `ValueError` naming the option, because Marian cannot express them: pre-LN,
-  learned positions, `head_dim` other than d_model / heads, and `layer_norm_eps` other than 1e-5
-  (Marian's LayerNorms use torch's default).
+  learned positions, `head_dim` other than d_model / heads, `layer_norm_eps` other than 1e-5
+  (Marian's LayerNorms use torch's default), and any `attention_score` but the paper's scaled dot
+  product (Marian always scales by 1 / sqrt(d_k) and has no additive scores).
 
 Reordering the residual stream. The interleaved and concat tables hold the same sin/cos features in
 a different order: `PE_concat = PE_interleaved[:, order]` with `order = [0, 2, 4, ..., 1, 3, 5, ...]`.
@@ -88,6 +89,11 @@ def check_marian_compatible(config: VanillaTransformerConfig) -> None:
                 f"head_dim={head_dim} with {stack}_attention_heads={heads} cannot be converted to Marian: "
                 f"MarianMTModel's heads have d_model / heads = {config.d_model / heads:g} dimensions"
             )
+    if config.attention_score != "scaled_dot_product":
+        raise ValueError(
+            f"attention_score={config.attention_score!r} cannot be converted to Marian: MarianMTModel's attention "
+            "is the paper's scaled dot product, softmax(Q K^T / sqrt(d_k)) V"
+        )
     if config.layer_norm_eps != MARIAN_LAYER_NORM_EPS:
         raise ValueError(
             f"layer_norm_eps={config.layer_norm_eps} cannot be converted to Marian: "

@@ -55,6 +55,7 @@ from transformers.modeling_outputs import (
 )
 from transformers.utils import can_return_tuple
 
+from .attention import AdditiveScore, attention_kernel_for_score
 from .compat import cache_field, output_cache, resolve_cache
 from .configuration_vanilla_transformer import VanillaTransformerConfig
 from .generation import PaperGenerationMixin, paper_generation_config
@@ -136,6 +137,12 @@ class VanillaTransformerPreTrainedModel(PreTrainedModel):
         kwargs.setdefault("key_mapping", cls.LEGACY_KEY_MAPPING)
         return super().from_pretrained(*args, **kwargs)
 
+    def _check_and_adjust_attn_implementation(self, attn_implementation: str | None, *args, **kwargs) -> str:
+        # transformers' hook for a config-dependent kernel choice (its HrmText model uses it too): additive
+        # attention scores run only with eager attention (attention.attention_kernel_for_score).
+        attn_implementation = attention_kernel_for_score(self.config, attn_implementation)
+        return super()._check_and_adjust_attn_implementation(attn_implementation, *args, **kwargs)
+
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
         """Xavier-uniform projections, zero biases, N(0, d_model^-0.5) embeddings, exact PE tables."""
@@ -156,6 +163,12 @@ class VanillaTransformerPreTrainedModel(PreTrainedModel):
             init.copy_(
                 module.table, SinusoidalPositionalEncoding(module.num_positions, module.d_model, module.layout).table
             )
+        elif isinstance(module, AdditiveScore):
+            # Xavier uniform for each head's W_q, W_k (d_k -> d_k) and w_v (d_k -> 1): U(-a, a), a = sqrt(6/(in+out)).
+            d = module.head_dim
+            for weight, fan_out in ((module.query_weight, d), (module.key_weight, d), (module.score_vector, 1)):
+                bound = math.sqrt(6 / (d + fan_out))
+                init.uniform_(weight, -bound, bound)
 
 
 def _make_positions(config: VanillaTransformerConfig) -> nn.Module:

@@ -11,9 +11,23 @@ from __future__ import annotations
 from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM
 from transformers.pipelines import PIPELINE_REGISTRY
 
+from .configuration_rnn_seq2seq import RNNEncoderDecoderConfig, RNNSearchConfig
 from .configuration_vanilla_transformer import VanillaTransformerConfig
+from .modeling_rnn_seq2seq import (
+    RNNEncoderDecoderForConditionalGeneration,
+    RNNEncoderDecoderModel,
+    RNNSearchForConditionalGeneration,
+    RNNSearchModel,
+)
 from .modeling_vanilla_transformer import VanillaTransformerForConditionalGeneration, VanillaTransformerModel
 from .pipeline_translation import TranslationPipeline
+
+MODELS = (
+    (VanillaTransformerConfig, VanillaTransformerModel, VanillaTransformerForConditionalGeneration),
+    (RNNEncoderDecoderConfig, RNNEncoderDecoderModel, RNNEncoderDecoderForConditionalGeneration),
+    (RNNSearchConfig, RNNSearchModel, RNNSearchForConditionalGeneration),
+)
+"""(config, bare model, model with the output layer) of every model type of the package."""
 
 _registered = False
 
@@ -23,13 +37,13 @@ def register() -> None:
     global _registered
     if _registered:
         return
-    model_type = VanillaTransformerConfig.model_type
-    AutoConfig.register(model_type, VanillaTransformerConfig, exist_ok=True)
-    AutoModel.register(VanillaTransformerConfig, VanillaTransformerModel, exist_ok=True)
-    AutoModelForSeq2SeqLM.register(VanillaTransformerConfig, VanillaTransformerForConditionalGeneration, exist_ok=True)
-    VanillaTransformerConfig.register_for_auto_class()
-    VanillaTransformerModel.register_for_auto_class("AutoModel")
-    VanillaTransformerForConditionalGeneration.register_for_auto_class("AutoModelForSeq2SeqLM")
+    for config_class, model_class, lm_class in MODELS:
+        AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
+        AutoModel.register(config_class, model_class, exist_ok=True)
+        AutoModelForSeq2SeqLM.register(config_class, lm_class, exist_ok=True)
+        config_class.register_for_auto_class()
+        model_class.register_for_auto_class("AutoModel")
+        lm_class.register_for_auto_class("AutoModelForSeq2SeqLM")
     PIPELINE_REGISTRY.register_pipeline(
         "translation",
         pipeline_class=TranslationPipeline,

@@ -15,6 +15,7 @@ def test_defaults_are_the_papers_choices():
     )
     assert c.scale_embedding and c.share_encoder_decoder_embeddings and c.tie_word_embeddings
     assert c.activation_function == "relu" and not c.attention_bias
+    assert c.attention_score == "scaled_dot_product"  # softmax(Q K^T / sqrt(d_k)) V, §3.2.1
 
 
 @pytest.mark.parametrize(
@@ -87,6 +88,10 @@ def test_base_preset_parameter_count_matches_table3():
         (dict(layer_norm_position="middle"), "layer_norm_position must be one of"),
         (dict(position_embedding_type="rotary"), "position_embedding_type must be one of"),
         (dict(activation_function="tanh"), "activation_function must be one of"),
+        (
+            dict(attention_score="cosine"),
+            "attention_score must be one of ('scaled_dot_product', 'dot_product', 'additive'), got 'cosine'",
+        ),
     ],
 )
 def test_invalid_values_raise_value_error_naming_them(kwargs, message):
@@ -154,3 +159,14 @@ def test_presets_by_name(name):
     assert all(getattr(config, key) == value for key, value in PRESETS[name].items() if key != "vocab_size")
     with pytest.raises(ValueError, match="unknown preset 'huge'"):
         VanillaTransformerConfig.from_preset("huge")
+
+
+def test_attention_score_round_trips_and_old_configs_load_the_papers(tmp_path):
+    import json
+
+    VanillaTransformerConfig.tiny(attention_score="additive").save_pretrained(tmp_path)
+    assert VanillaTransformerConfig.from_pretrained(tmp_path).attention_score == "additive"
+    saved = json.loads((tmp_path / "config.json").read_text())
+    del saved["attention_score"]  # a config.json written before the option existed
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    assert VanillaTransformerConfig.from_pretrained(tmp_path).attention_score == "scaled_dot_product"

@@ -129,6 +129,8 @@ REFUSED = {
     "learned positions": (dict(position_embedding_type="learned"), "position_embedding_type='learned'"),
     "head_dim": (dict(head_dim=16), "head_dim=16 with encoder_attention_heads=4"),
     "layer_norm_eps": (dict(layer_norm_eps=1e-6), "layer_norm_eps=1e-06"),
+    "unscaled dot product": (dict(attention_score="dot_product"), "attention_score='dot_product'"),
+    "additive scores": (dict(attention_score="additive"), "attention_score='additive'"),
 }
 
 

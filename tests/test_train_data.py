@@ -192,7 +192,7 @@ def test_load_corpus_and_load_split_know_every_source(text_dir: Path, tmp_path: 
     assert load_split(str(tsv), "de", "en", "train")["src"] == [de for de, _ in PAIRS]
     with pytest.raises(DataError, match=r"dataset 'multi30k' has no split\(s\) \['tst2016'\]; available: \['test', "):
         load_split("multi30k", "de", "en", "tst2016")
-    with pytest.raises(DataError, match=r"data_dir .* only applies to dataset 'multi30k'"):
+    with pytest.raises(DataError, match=r"data_dir .* only applies to the named data sets 'multi30k' and 'tatoeba-"):
         load_corpus(str(text_dir), "de", "en", data_dir=copy)
 
 

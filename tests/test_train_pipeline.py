@@ -293,7 +293,10 @@ def test_time_budget_stops_training_validates_and_saves_there(data, tmp_path, ca
     assert "100000" not in progress  # not the Trainer's step bar with its ETA for max_steps
 
 
-@pytest.mark.parametrize("name", ["multi30k_de_en.yaml", "multi30k_de_en_full.yaml"])
+@pytest.mark.parametrize(
+    "name",
+    ["multi30k_de_en.yaml", "multi30k_de_en_full.yaml", "multi30k_de_en_rnn.yaml", "multi30k_de_en_rnn_attention.yaml"],
+)
 def test_shipped_configs_load(name):
     cfg = TrainConfig.load(REPO_ROOT / "train" / "configs" / name)
     assert cfg.dataset == "multi30k" and cfg.average_last == 5

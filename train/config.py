@@ -42,14 +42,22 @@ class TrainConfig:
     vocab_size: int = 8000
 
     # ------------------------------------------------------------------ model (§3, Table 3)
+    model_type: str = "vanilla-transformer"
+    """`vanilla-transformer` (Vaswani et al. 2017), `rnn-encoder-decoder` (no attention, Sutskever et al.
+    2014) or `rnn-search` (additive attention, Bahdanau et al. 2015): `MODEL_TYPES`."""
     preset: str = "small"
-    """A `VanillaTransformerConfig` preset: `tiny`, `small`, `base` or `big`."""
+    """A preset of the model type's config: `tiny`, `small`, `base` or `big` for the Transformer; `tiny`,
+    `small` or `paper` for the recurrent models."""
     model: dict[str, Any] = field(default_factory=dict)
-    """Overrides of VanillaTransformerConfig fields, e.g. {dropout: 0.3, encoder_layers: 4}. With
+    """Overrides of the model type's config fields, e.g. {dropout: 0.3, encoder_layers: 4}. With
     `init_from` only regularisation may change (`FINE_TUNING_OVERRIDES`: the dropouts)."""
     init_from: str | None = None
     """Fine-tune: a trained model folder to start from (its tokenizer is kept; its config must
     match its weights)."""
+    init_embeddings: str | None = None
+    """Word vectors to start the shared embedding from (§3.4): a file of `python -m explain.word2vec`
+    made with this run's tokenizer (set `tokenizer:` to its folder), rescaled to the random init's
+    std d_model^-0.5 (`train.init_embeddings`). None: the random init."""
 
     # ------------------------------------------------------------------ optimisation (§5.3, §5.4)
     max_tokens: int = 4096
@@ -134,7 +142,6 @@ class TrainConfig:
 
     def check_values(self, source: str = "config") -> None:
         """Reject values no run can use (so that they stop the run before it trains, not after)."""
-        from hf_vanilla_transformer.configuration_vanilla_transformer import PRESETS, VanillaTransformerConfig
         from train.precision import PRECISIONS
 
         problems = [f"{name} must be >= 1, got {getattr(self, name)}" for name in POSITIVE if getattr(self, name) < 1]
@@ -151,25 +158,66 @@ class TrainConfig:
             problems.append(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.lr_factor <= 0:
             problems.append(f"lr_factor must be > 0, got {self.lr_factor}")
-        if self.preset not in PRESETS:
-            problems.append(f"preset must be one of {sorted(PRESETS)}, got {self.preset!r}")
-        fields = {f.name for f in dataclasses.fields(VanillaTransformerConfig)}
+        if self.model_type not in MODEL_TYPES:
+            problems.append(f"model_type must be one of {list(MODEL_TYPES)}, got {self.model_type!r}")
+            config_class = None
+        else:
+            config_class, presets = model_config_class(self.model_type), model_presets(self.model_type)
+            if self.preset not in presets:
+                problems.append(
+                    f"preset must be one of {sorted(presets)}, got {self.preset!r} (model_type {self.model_type})"
+                )
+        fields = {f.name for f in dataclasses.fields(config_class)} if config_class else set()
         for key in sorted(self.model):
             if key in NOT_MODEL_SETTINGS:
                 problems.append(f"model.{key} is {NOT_MODEL_SETTINGS[key]}")
-            elif key not in fields:
-                problems.append(f"model.{key} is not a VanillaTransformerConfig field")
+            elif config_class and key not in fields:
+                problems.append(f"model.{key} is not a {config_class.__name__} field")
         refused = sorted(set(self.model) - set(FINE_TUNING_OVERRIDES)) if self.init_from else []
         if refused:
             problems.append(
                 f"init_from={self.init_from}: cannot change {refused} of a trained model (its weights were trained "
                 f"with its own architecture); when fine-tuning, model.* may only set {list(FINE_TUNING_OVERRIDES)}"
             )
+        if self.init_embeddings and self.init_from:
+            problems.append(
+                f"init_embeddings={self.init_embeddings} with init_from={self.init_from}: a model being fine-tuned "
+                "keeps its trained embeddings; set one of them"
+            )
         if problems:
             raise ValueError(f"{source}: {'; '.join(problems)}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+MODEL_TYPES = {
+    "vanilla-transformer": ("VanillaTransformerConfig", "VanillaTransformerForConditionalGeneration"),
+    "rnn-encoder-decoder": ("RNNEncoderDecoderConfig", "RNNEncoderDecoderForConditionalGeneration"),
+    "rnn-search": ("RNNSearchConfig", "RNNSearchForConditionalGeneration"),
+}
+"""`model_type:` choices -> the names of their config and model classes in `hf_vanilla_transformer`."""
+
+
+def model_config_class(model_type: str) -> type:
+    """The config class of a `model_type:` choice (`MODEL_TYPES`)."""
+    import hf_vanilla_transformer as hvt
+
+    return getattr(hvt, MODEL_TYPES[model_type][0])
+
+
+def model_presets(model_type: str) -> dict[str, dict]:
+    """The presets of a `model_type:` choice (the Transformer's are its config module's `PRESETS`)."""
+    from hf_vanilla_transformer.configuration_vanilla_transformer import PRESETS
+
+    return getattr(model_config_class(model_type), "PRESETS", PRESETS)
+
+
+def model_class(model_type: str) -> type:
+    """The model class (with the output layer) of a `model_type:` choice (`MODEL_TYPES`)."""
+    import hf_vanilla_transformer as hvt
+
+    return getattr(hvt, MODEL_TYPES[model_type][1])
 
 
 FINE_TUNING_OVERRIDES = ("dropout", "attention_dropout", "activation_dropout")

@@ -17,6 +17,7 @@ a misaligned or empty line fails with the file and line number instead of hours 
 | dict split -> TSV / JSON-lines file      | `{"train": "a.tsv", "validation": "b.jsonl"}`    |
 | Hugging Face Hub dataset id              | `bentrevett/multi30k`, `wmt/wmt14` (needs internet) |
 | `multi30k` (`load_corpus` only)          | the local copy if found, else the Hub (`multi30k`) |
+| `tatoeba-cmn-eng` (`load_corpus` only)   | the local copy (`tatoeba_cmn_eng`); no Hub fallback |
 
 Every text is stripped of surrounding whitespace (Multi30k has trailing spaces, tabs and
 non-breaking spaces). The `id` column is the 0-based line or row number within its split.
@@ -135,14 +136,16 @@ def local_data_dir(name: str) -> Path | None:
 
 
 def load_corpus(dataset: str, src_lang: str, tgt_lang: str, *, data_dir: str | Path | None = None) -> DatasetDict:
-    """Every split of `dataset`: `"multi30k"` (`multi30k`, which reads `data_dir`) or any source
-    `load_parallel` reads (a folder, a TSV or JSON-lines file, a Hub id)."""
+    """Every split of `dataset`: a named data set (`"multi30k"`, `"tatoeba-cmn-eng"`, which read
+    `data_dir`) or any source `load_parallel` reads (a folder, a TSV or JSON-lines file, a Hub id)."""
     if dataset == "multi30k":
         return multi30k(src_lang, tgt_lang, data_dir=data_dir)
+    if dataset == TATOEBA_CMN_ENG:
+        return tatoeba_cmn_eng(src_lang, tgt_lang, data_dir=data_dir)
     if data_dir is not None:
         raise DataError(
-            f"data_dir ({str(data_dir)!r}) only applies to dataset 'multi30k'; for dataset {dataset!r} "
-            "name the folder or file as the dataset itself"
+            f"data_dir ({str(data_dir)!r}) only applies to the named data sets 'multi30k' and "
+            f"{TATOEBA_CMN_ENG!r}; for dataset {dataset!r} name the folder or file as the dataset itself"
         )
     return load_parallel(dataset, src_lang, tgt_lang)
 
@@ -195,6 +198,38 @@ def multi30k(src_lang: str = "de", tgt_lang: str = "en", data_dir: str | Path | 
         return load_parallel(MULTI30K_HUB_ID, src_lang, tgt_lang, splits=list(MULTI30K_SPLITS))
     stems = {split: facts.stem for split, facts in MULTI30K_SPLITS.items()}
     return load_parallel(directory, src_lang, tgt_lang, splits=stems)
+
+
+TATOEBA_CMN_ENG = "tatoeba-cmn-eng"
+TATOEBA_ENV = "HVT_TATOEBA_CMN_ENG_DIR"
+TATOEBA_SPLITS = {"train": "train", "validation": "valid", "test": "test"}
+"""The splits `tatoeba_cmn_eng` returns and their file stems in the local copy."""
+
+
+def tatoeba_cmn_eng(src_lang: str = "zh", tgt_lang: str = "en", data_dir: str | Path | None = None) -> DatasetDict:
+    """Tatoeba English-Mandarin Chinese (manythings.org `cmn-eng`, CC BY 2.0 France) with splits
+    `train` (30,028 pairs) / `validation` (1,000) / `test` (1,000); languages `en` and `zh`.
+
+    There is no standard split of this corpus and no Hub copy with this one: the data are read from
+    the first of `data_dir`, `$HVT_TATOEBA_CMN_ENG_DIR` (each an error if it does not exist) and
+    `local_data_dir("tatoeba-cmn-eng")` (`$HVT_DATA_DIR/tatoeba-cmn-eng` or
+    `../shared/data/tatoeba-cmn-eng` beside the repository), files `{train,valid,test}.{en,zh}` as
+    that folder's `SOURCE.md` describes. Without any of them it is an error saying where to put them.
+    """
+    for directory, where in ((data_dir, "data_dir"), (os.environ.get(TATOEBA_ENV) or None, f"${TATOEBA_ENV}")):
+        if directory is not None:
+            if not Path(directory).is_dir():
+                raise DataError(f"Tatoeba cmn-eng directory {str(directory)!r} ({where}) does not exist")
+            break
+    else:
+        directory = local_data_dir(TATOEBA_CMN_ENG)
+    if directory is None:
+        raise DataError(
+            f"dataset {TATOEBA_CMN_ENG!r}: no local copy found. Put the files "
+            f"{{train,valid,test}}.{{en,zh}} in {REPO_ROOT.parent / 'shared' / 'data' / TATOEBA_CMN_ENG}, or set "
+            f"${TATOEBA_ENV} (or $HVT_DATA_DIR, holding a {TATOEBA_CMN_ENG}/ folder), or set data_dir"
+        )
+    return load_parallel(Path(directory), src_lang, tgt_lang, splits=TATOEBA_SPLITS)
 
 
 def tokenized_references(dataset: str, split: str, tgt_lang: str, data_dir: str | Path | None = None) -> Path | None:

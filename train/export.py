@@ -434,6 +434,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     from train.translate import load_model
 
     model, tokenizer = load_model(args.model)
+    if model.config.model_type != "vanilla_transformer":
+        parser.error(
+            f"{args.model} is a {model.config.model_type} model: export converts the Transformer only (Marian, "
+            "CTranslate2 and this ONNX decoder step have no recurrent encoder-decoder counterpart here)"
+        )
     if args.to == "marian":
         save_as_marian(model, tokenizer, output)
     elif args.to == "ctranslate2":

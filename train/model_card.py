@@ -47,6 +47,45 @@ PAPER_BIBTEX = r"""@inproceedings{vaswani2017attention,
   url       = {https://arxiv.org/abs/1706.03762}
 }"""
 
+RECURRENT_MODELS = {
+    "rnn_encoder_decoder": {
+        "model_headline": "an RNN encoder–decoder without attention (Sutskever et al., 2014)",
+        "model_description": (
+            "The model is the encoder–decoder of *Sequence to Sequence Learning with Neural Networks*, re-implemented "
+            "as a 🤗 transformers model (package `hf-vanilla-transformer`): a stacked RNN reads the reversed source "
+            "sentence, and its final state, one fixed-size vector per layer, is the decoder's initial state and the "
+            "only way the source reaches the decoder. Source and target share a BPE vocabulary and one embedding "
+            "matrix, tied to the output layer."
+        ),
+        "paper_bibtex": r"""@inproceedings{sutskever2014sequence,
+  title     = {Sequence to Sequence Learning with Neural Networks},
+  author    = {Sutskever, Ilya and Vinyals, Oriol and Le, Quoc V.},
+  booktitle = {Advances in Neural Information Processing Systems 27 (NIPS 2014)},
+  pages     = {3104--3112},
+  year      = {2014},
+  url       = {https://arxiv.org/abs/1409.3215}
+}""",
+    },
+    "rnn_search": {
+        "model_headline": "RNNsearch, the attention-based RNN encoder–decoder of Bahdanau et al. (2015)",
+        "model_description": (
+            "The model is RNNsearch of *Neural Machine Translation by Jointly Learning to Align and Translate*, "
+            "re-implemented as a 🤗 transformers model (package `hf-vanilla-transformer`): a bidirectional RNN "
+            "annotates each source token, and at every step the decoder reads a context vector through additive "
+            "attention, v_a^T tanh(W_a s_{i-1} + U_a h_j), and predicts through a maxout layer. Source and target "
+            "share a BPE vocabulary and one embedding matrix, tied to the output layer."
+        ),
+        "paper_bibtex": r"""@inproceedings{bahdanau2015neural,
+  title     = {Neural Machine Translation by Jointly Learning to Align and Translate},
+  author    = {Bahdanau, Dzmitry and Cho, Kyunghyun and Bengio, Yoshua},
+  booktitle = {3rd International Conference on Learning Representations (ICLR 2015)},
+  year      = {2015},
+  url       = {https://arxiv.org/abs/1409.0473}
+}""",
+    },
+}
+"""Card texts of the recurrent models (by config `model_type`); the Transformer's are the template's defaults."""
+
 LANGUAGE_NAMES = {"de": "German", "en": "English", "fr": "French", "cs": "Czech", "zh": "Chinese"}
 
 EXAMPLE_SENTENCES = {
@@ -239,8 +278,16 @@ def build_model_card(
         results=rows,
         limitations=list(limitations),
         license=license,
-        paper_bibtex=PAPER_BIBTEX,
+        **{"paper_bibtex": PAPER_BIBTEX, **_recurrent_model_texts(model_config)},
     )
+
+
+def _recurrent_model_texts(config: Any) -> dict[str, str]:
+    """Headline, description and citation of a recurrent model's card; none for the Transformer."""
+    if config is None:
+        return {}
+    values = config if isinstance(config, Mapping) else config.to_dict()
+    return RECURRENT_MODELS.get(values.get("model_type"), {})
 
 
 # ---- helpers ---------------------------------------------------------------------------------
@@ -383,6 +430,11 @@ _ARCHITECTURE_FIELDS = (
     ("position_embedding_type", "position encoding"),
     ("layer_norm_position", "layer norm"),
     ("dropout", "dropout (P_drop)"),
+    ("cell_type", "RNN cell"),
+    ("embedding_size", "embedding size"),
+    ("hidden_size", "hidden units per layer"),
+    ("attention_size", "alignment model size (n')"),
+    ("reverse_source", "reversed source"),
 )
 
 
@@ -406,26 +458,30 @@ def card_results(cfg: TrainConfig, test: Mapping[str, Any] | None) -> dict[str, 
     entry.update(
         split=cfg.test_split,
         decoding=f"beam {test['num_beams']}, length penalty {test['length_penalty']} ({test['length_penalty_form']})",
-        bleu_variant="sacreBLEU on detokenised, cased output",
+        bleu_variant="sacreBLEU on detokenised, cased output"
+        + (", characters as words (`zh` tokenizer)" if "tok:zh" in test["bleu_signature"] else ""),
     )
     return {name: entry}
 
 
 def hyperparameters(cfg: TrainConfig, state: Any = None) -> dict[str, Any]:
     """The training settings shown in the card, in display order."""
+    width = "d_model" if cfg.model_type == "vanilla-transformer" else "hidden_size"  # train.train.model_width
     values = {
         "preset": cfg.preset if not cfg.init_from else f"fine-tuned from {cfg.init_from}",
         "model overrides": cfg.model or "none",
         "shared BPE vocabulary": cfg.vocab_size if not (cfg.tokenizer or cfg.init_from) else "reused",
         "tokens per batch (per side)": cfg.max_tokens * cfg.gradient_accumulation_steps,
         "optimizer": f"Adam β1={cfg.adam_beta1}, β2={cfg.adam_beta2}, ε={cfg.adam_epsilon}",
-        "learning rate": f"{cfg.lr_factor} · d_model^-0.5 · min(step^-0.5, step · {cfg.warmup_steps}^-1.5)",
+        "learning rate": f"{cfg.lr_factor} · {width}^-0.5 · min(step^-0.5, step · {cfg.warmup_steps}^-1.5)",
         "label smoothing": cfg.label_smoothing,
         "training steps": state.global_step if state is not None else cfg.max_steps,
         "training time budget": f"{cfg.max_train_minutes} minutes" if cfg.max_train_minutes else "none",
         "checkpoints averaged": cfg.average_last,
         "seed": cfg.seed,
     }
+    if cfg.init_embeddings:
+        values["embedding initialisation"] = f"word vectors {cfg.init_embeddings}, rescaled to std d_model^-0.5"
     if state is not None and state.epoch is not None:
         values["epochs"] = round(state.epoch, 2)
     machine = machine_description()  # the card is written by the run, on the machine that trained

@@ -2,6 +2,7 @@
 
     python -m train.recipe                  # quick setting: about 15 minutes on a 2-core CPU
     python -m train.recipe --setting full   # the longer setting for the full result (see README)
+    python -m train.recipe --setting tatoeba-zh-en   # Tatoeba Chinese -> English (also tatoeba-en-zh)
     python -m train.recipe --resume         # continue an interrupted run of the same setting
     python -m train.recipe --refresh-cards  # copy finished runs' cards into model_cards/ (`make cards`)
 
@@ -30,7 +31,14 @@ from train.lines import write_text_atomic
 from train.train import train
 
 CONFIGS = Path(__file__).with_name("configs")
-SETTINGS = {"quick": CONFIGS / "multi30k_de_en.yaml", "full": CONFIGS / "multi30k_de_en_full.yaml"}
+SETTINGS = {
+    "quick": CONFIGS / "multi30k_de_en.yaml",
+    "full": CONFIGS / "multi30k_de_en_full.yaml",
+    "tatoeba-zh-en": CONFIGS / "tatoeba_zh_en.yaml",
+    "tatoeba-en-zh": CONFIGS / "tatoeba_en_zh.yaml",
+}
+"""The recipe's settings (`--setting NAME`): Multi30k De->En quick (the default) and full, and Tatoeba
+cmn-eng in both directions (Chinese output scored with sacreBLEU's `zh` tokenizer)."""
 MODEL_CARDS = Path(__file__).resolve().parents[1] / "model_cards"
 """The project's committed model cards."""
 

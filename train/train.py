@@ -59,7 +59,7 @@ import hf_vanilla_transformer as hvt
 from train.average_checkpoints import average_checkpoints, last_checkpoints
 from train.batching import padding_stats
 from train.callbacks import MetricsLogCallback, TimeBudgetCallback, TimeBudgetProgressCallback, plot_metrics
-from train.config import TrainConfig
+from train.config import TrainConfig, model_class, model_config_class
 from train.data import (
     check_splits,
     example_lengths,
@@ -70,6 +70,7 @@ from train.data import (
 )
 from train.decoding_check import DecodingCheckCallback
 from train.evaluate import score
+from train.init_embeddings import init_embeddings_from_file
 from train.lines import write_text_atomic
 from train.model_folder import load_checked_model, load_model, load_tokenizer
 from train.precision import choose_precision, machine_description
@@ -118,12 +119,20 @@ Both give the same numbers (`test_eager_equals_sdpa`); a saved model loads with 
 
 
 def build_model(cfg: TrainConfig, tokenizer, precision: str = "fp32"):
-    """A new model from `preset` + `model` overrides, or the `init_from` model to fine-tune, with the
-    attention kernel that trains fastest at `precision` on a CPU (`TRAINING_ATTENTION`)."""
+    """A new model from `preset` + `model` overrides (its embedding from `init_embeddings` word vectors if
+    set), or the `init_from` model to fine-tune, with the attention kernel that trains fastest at
+    `precision` on a CPU (`TRAINING_ATTENTION`; the recurrent models have no attention kernel to choose)."""
     model = _new_or_loaded_model(cfg, tokenizer)
-    if not torch.cuda.is_available():
+    if cfg.init_embeddings:  # here, before training: a file that does not fit stops the run at once
+        init_embeddings_from_file(model, cfg.init_embeddings, tokenizer)
+    if not torch.cuda.is_available() and model.config.model_type == hvt.VanillaTransformerConfig.model_type:
         model.set_attn_implementation(TRAINING_ATTENTION[precision])
     return model
+
+
+def model_width(config) -> int:
+    """The width in §5.3's learning rate `d_model^-0.5 * ...`: `d_model`, or a recurrent model's `hidden_size`."""
+    return getattr(config, "d_model", None) or config.hidden_size
 
 
 def _new_or_loaded_model(cfg: TrainConfig, tokenizer):
@@ -133,9 +142,16 @@ def _new_or_loaded_model(cfg: TrainConfig, tokenizer):
     if cfg.init_from:
         # Given to from_pretrained, so that the layers are built with them (set afterwards, they would
         # reach the config but not the modules).
-        return load_checked_model(cfg.init_from, **cfg.model)
-    return hvt.VanillaTransformerForConditionalGeneration(
-        hvt.VanillaTransformerConfig.from_preset(
+        model = load_checked_model(cfg.init_from, **cfg.model)
+        expected = model_config_class(cfg.model_type).model_type
+        if model.config.model_type != expected:
+            raise ValueError(
+                f"init_from={cfg.init_from} is a {model.config.model_type} model, but model_type is {cfg.model_type} "
+                f"({expected}): set model_type to the folder's"
+            )
+        return model
+    return model_class(cfg.model_type)(
+        model_config_class(cfg.model_type).from_preset(
             cfg.preset,
             vocab_size=len(tokenizer),
             pad_token_id=tokenizer.pad_token_id,
@@ -299,7 +315,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
     trainer = TokenBudgetSeq2SeqTrainer(
         model=model,
-        args=training_arguments(cfg, model.config.d_model, precision),
+        args=training_arguments(cfg, model_width(model.config), precision),
         train_dataset=train_ds,
         eval_dataset=eval_ds,
         processing_class=tokenizer,

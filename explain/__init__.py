@@ -1,0 +1,1 @@
+"""Runnable explanations: from word vectors and RNNs to the Transformer (see README)."""

@@ -1,0 +1,145 @@
+"""train/results_tables.py: the README's generated tables are rebuilt from the results files, `--check`
+fails on a stale one, and nothing outside the markers changes. The real README is checked too."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPO_ROOT
+from train import results_tables
+from train.results_tables import StaleTableError, begin_marker, end_marker, rewrite, stale_tables
+
+BLEU_SIG = "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0"
+CHRF_SIG = "nrefs:1|case:mixed|eff:yes|nc:6|nw:0|space:no|version:2.6.0"
+MACHINE = {"cpu": "Test CPU", "cpu_flags": ["avx2"], "torch_threads": 2, "torch": "2.13.0", "transformers": "5.24.0"}
+
+
+def test_the_committed_readme_tables_are_up_to_date():
+    assert results_tables.main(["--check"]) == 0
+
+
+@pytest.fixture
+def root(tmp_path) -> Path:
+    """A repository with one model card's results and a comparison (numbers made up for the test)."""
+    (tmp_path / "model_cards").mkdir()
+    summary = {
+        "steps": 2627,
+        "epochs": 5.2964,
+        "minutes_until_trained": 12.178,
+        "total_minutes": 12.47,
+        "precision": "bf16",
+        "seed": 1,
+        "machine": MACHINE,
+        "test": {"dataset": "multi30k", "split": "test", "language_pair": "de-en", "bleu": 36.52, "chrf": 55.71},
+    }
+    (tmp_path / "model_cards" / "multi30k-de-en.results.json").write_text(json.dumps(summary))
+    (tmp_path / "model_cards" / "multi30k-de-en.md").write_text("card")
+    (tmp_path / "results").mkdir()
+    entry = {"bleu_signature": BLEU_SIG, "chrf_signature": CHRF_SIG, "epochs": None}
+    comparison = {
+        "dataset": "multi30k",
+        "language_pair": "de-en",
+        "test_split": "test",
+        "seed": 1,
+        "machine": MACHINE,
+        "same_machine": True,
+        "recipe": {**entry, "command": "python -m train.recipe", "training_minutes": 12.04, "steps": 2600,
+                   "bleu": 36.44, "chrf": 55.6, "precision": "bf16", "decoding": "beam 4"},
+        "baseline": {**entry, "command": "python -m train.baseline", "training_minutes": 12.1, "steps": 1276,
+                     "bleu": 32.68, "chrf": 51.3, "precision": "fp32", "decoding": "beam 4"},
+        "bleu_difference": 36.44 - 32.68,
+        "chrf_difference": 55.6 - 51.3,
+    }  # fmt: skip
+    (tmp_path / "results" / "recipe-vs-baseline.json").write_text(json.dumps(comparison))
+    return tmp_path
+
+
+README = f"""# Title
+
+Intro text that must stay as it is.
+
+{begin_marker("trained-models")}
+| an old table |
+{end_marker("trained-models")}
+
+Between the tables.
+
+{begin_marker("recipe-vs-baseline")}
+{end_marker("recipe-vs-baseline")}
+Tail.
+"""
+
+
+def test_rewrite_fills_the_tables_from_the_files_and_keeps_the_rest(root):
+    text = rewrite(README, root)
+    assert text.startswith("# Title\n\nIntro text that must stay as it is.\n\n<!-- table:trained-models -->\n| model")
+    assert "\n<!-- /table:trained-models -->\n\nBetween the tables.\n\n<!-- table:recipe-vs-baseline -->\n|" in text
+    assert text.endswith("<!-- /table:recipe-vs-baseline -->\nTail.\n")
+    model_row = next(line for line in text.splitlines() if line.startswith("| [multi30k-de-en]"))
+    assert (
+        "| test_2016_flickr | 36.5 | 55.7 | 12.2 min: 2,627 steps, 5.3 epochs | 12.5 min | bf16, Test CPU" in model_row
+    )
+    assert "(model_cards/multi30k-de-en.md)" in model_row and "`model_cards/multi30k-de-en.results.json`" in model_row
+    assert "| recipe | `python -m train.recipe` | 12.0 min: 2,600 steps | 36.4 | 55.6 | bf16 | beam 4 |" in text
+    assert "| **difference** | | | **+3.8** | +4.3 | | |" in text
+    assert BLEU_SIG in text and "NOT measured on the same machine" not in text
+    assert rewrite(text, root) == text and stale_tables(text, root) == []
+
+
+def test_check_fails_on_a_stale_table_and_passes_after_the_rewrite(root, tmp_path, capsys):
+    readme = tmp_path / "README.md"
+    readme.write_text(rewrite(README, root))
+    assert results_tables.main(["--check", "--readme", str(readme), "--root", str(root)]) == 0
+    path = root / "results" / "recipe-vs-baseline.json"
+    comparison = json.loads(path.read_text())
+    path.write_text(json.dumps({**comparison, "bleu_difference": 5.2}))
+    assert results_tables.main(["--check", "--readme", str(readme), "--root", str(root)]) == 1
+    assert "stale table(s) ['recipe-vs-baseline']" in capsys.readouterr().err
+    assert results_tables.main(["--readme", str(readme), "--root", str(root)]) == 0
+    assert "**+5.2**" in readme.read_text()
+    assert results_tables.main(["--check", "--readme", str(readme), "--root", str(root)]) == 0
+
+
+def test_missing_results_say_which_command_makes_them(tmp_path):
+    text = rewrite(README, tmp_path)
+    assert "No trained models yet: run the recipe, then `make cards`." in text
+    assert "Not measured yet: run `make compare`" in text
+
+
+def test_bad_markers_are_errors_naming_them(root):
+    with pytest.raises(StaleTableError, match=r"unknown table marker\(s\) \['speed'\]"):
+        rewrite(f"{begin_marker('speed')}\n{end_marker('speed')}\n", root)
+    with pytest.raises(StaleTableError, match="unpaired table markers"):
+        rewrite(f"{begin_marker('ablations')}\ntext\n", root)
+    with pytest.raises(StaleTableError, match="unpaired table markers"):
+        rewrite(f"{end_marker('ablations')}\n{begin_marker('ablations')}\n", root)
+
+
+def test_the_ablations_table_comes_from_results_ablations(root):
+    folder = root / "results" / "ablations"
+    folder.mkdir()
+    result = {
+        "row": "recipe",
+        "seed": 1,
+        "description": "the quick recipe",
+        "lr_group": None,
+        "steps": 2600,
+        "validation": {"bleu": 35.04, "chrf": 55.0},
+        "test": {"bleu": 36.46, "chrf": 55.7},
+    }
+    (folder / "recipe-seed1.json").write_text(json.dumps(result))
+    text = rewrite(f"{begin_marker('ablations')}\n{end_marker('ablations')}\n", root)
+    assert "| `recipe` | the quick recipe | 1 | 2,600 | 35.0 | 36.5 | – | 55.7 |" in text
+
+
+def test_a_copy_of_the_real_readme_with_every_marker_is_rebuilt_consistently(tmp_path):
+    shutil.copy(REPO_ROOT / "README.md", tmp_path / "README.md")
+    markers = "".join(f"\n{begin_marker(name)}\n{end_marker(name)}\n" for name in results_tables.TABLES)
+    text = (tmp_path / "README.md").read_text() + markers
+    rebuilt = rewrite(text, REPO_ROOT)
+    assert rebuilt.startswith((REPO_ROOT / "README.md").read_text())
+    assert stale_tables(rebuilt, REPO_ROOT) == [] and set(stale_tables(text, REPO_ROOT)) <= set(results_tables.TABLES)

@@ -1,0 +1,200 @@
+"""Rebuild the README's results tables from the committed results files.
+
+    python -m train.results_tables            # make tables: rewrite the tables in README.md
+    python -m train.results_tables --check    # exit 1 if a table in README.md differs from its files
+    python -m train.results_tables --print    # print every table, README untouched
+
+A generated table sits between two marker lines in the README, which name it:
+
+    <!-- table:recipe-vs-baseline -->
+    | ... generated: do not edit by hand ... |
+    <!-- /table:recipe-vs-baseline -->
+
+Everything between the markers is replaced; everything else in the README is left as it is. The
+tables (`TABLES`) and the files each is built from:
+
+- `trained-models`: `model_cards/*.results.json` (`make cards` copies each recipe run's `summary.json`
+  there): test scores with the run's training time, steps, precision, machine and seed;
+- `recipe-vs-baseline`: `results/recipe-vs-baseline.json` (`python -m train.compare_baseline`);
+- `ablations`: `results/ablations/*.json` (`python -m train.ablations`), mean ± sd over seeds.
+
+A table whose files do not exist yet says which command makes them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from train.ablations import ablation_table
+from train.data import published_split_name
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+MARKED = re.compile(
+    r"^<!-- table:(?P<name>[a-z0-9-]+) -->\n(?P<body>.*?)^<!-- /table:(?P=name) -->$", re.MULTILINE | re.DOTALL
+)
+BEGIN = re.compile(r"^<!-- table:(?P<name>[^ ]*) -->$", re.MULTILINE)
+END = re.compile(r"^<!-- /table:(?P<name>[^ ]*) -->$", re.MULTILINE)
+
+
+class StaleTableError(ValueError):
+    """The README's markers are malformed or name a table that does not exist."""
+
+
+def begin_marker(name: str) -> str:
+    return f"<!-- table:{name} -->"
+
+
+def end_marker(name: str) -> str:
+    return f"<!-- /table:{name} -->"
+
+
+# ---------------------------------------------------------------------------- the tables
+def _read(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _hardware(machine: Mapping[str, Any] | None) -> str:
+    if not machine:
+        return "not recorded"
+    flags = ", ".join(machine.get("cpu_flags", []))
+    return f"{machine.get('cpu', '?')} ({flags}), {machine.get('torch_threads', '?')} threads"
+
+
+def _relative(path: Path, root: Path) -> str:
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+
+def trained_models_table(root: Path) -> str:
+    """One row per `model_cards/<name>.results.json`: the card's test scores and how the model was trained."""
+    files = sorted((root / "model_cards").glob("*.results.json"))
+    if not files:
+        return "No trained models yet: run the recipe, then `make cards`.\n"
+    lines = [
+        "| model card | data, direction | test set | BLEU | chrF | until trained | total time | precision, hardware | "
+        "seed | results |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for path in files:
+        summary = _read(path)
+        test = summary.get("test") or {}
+        name = path.name.removesuffix(".results.json")
+        card = path.with_name(f"{name}.md")
+        card_cell = f"[{name}]({_relative(card, root)})" if card.is_file() else name
+        bleu = f"{test['bleu']:.1f}" if "bleu" in test else "–"
+        chrf = f"{test['chrf']:.1f}" if "chrf" in test else "–"
+        split = published_split_name(test.get("dataset", ""), test["split"]) if "split" in test else "–"
+        epochs = f", {summary['epochs']:.1f} epochs" if summary.get("epochs") is not None else ""
+        lines.append(
+            f"| {card_cell} | {test.get('dataset', '?')}, {test.get('language_pair', '?')} | {split} | {bleu} | "
+            f"{chrf} | {summary['minutes_until_trained']:.1f} min: {summary['steps']:,} steps{epochs} | "
+            f"{summary.get('total_minutes', float('nan')):.1f} min | {summary.get('precision', '?')}, "
+            f"{_hardware(summary.get('machine'))} | {summary.get('seed', '?')} | `{_relative(path, root)}` |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def recipe_vs_baseline_table(root: Path) -> str:
+    """The two runs of `results/recipe-vs-baseline.json` and their difference."""
+    path = root / "results" / "recipe-vs-baseline.json"
+    if not path.is_file():
+        return "Not measured yet: run `make compare` (`python -m train.compare_baseline`).\n"
+    comparison = _read(path)
+    lines = [
+        "| run | command | training | BLEU | chrF | precision | decoding |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for label, entry in (("recipe", comparison["recipe"]), ("plain Hugging Face", comparison["baseline"])):
+        epochs = f", {entry['epochs']:.1f} epochs" if entry.get("epochs") is not None else ""
+        lines.append(
+            f"| {label} | `{entry['command']}` | {entry['training_minutes']:.1f} min: {entry['steps']:,} steps"
+            f"{epochs} | "
+            f"{entry['bleu']:.1f} | {entry['chrf']:.1f} | {entry.get('precision', '?')} | {entry['decoding']} |"
+        )
+    lines.append(
+        f"| **difference** | | | **{comparison['bleu_difference']:+.1f}** | {comparison['chrf_difference']:+.1f} | | |"
+    )
+    same = "" if comparison.get("same_machine", True) else " The two runs were NOT measured on the same machine."
+    lines.append("")
+    lines.append(
+        f"{comparison['dataset']} {comparison['language_pair']}, {comparison['test_split']} split, seed "
+        f"{comparison['seed']}, one after the other on {_hardware(comparison['machine'])} (torch "
+        f"{comparison['machine']['torch']}, transformers {comparison['machine']['transformers']}). BLEU "
+        f"`{comparison['recipe']['bleu_signature']}`, chrF `{comparison['recipe']['chrf_signature']}`; "
+        f"`{_relative(path, root)}`.{same}"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def ablations_table(root: Path) -> str:
+    """`train.ablations.ablation_table` of `results/ablations/`."""
+    return ablation_table(root / "results" / "ablations")
+
+
+TABLES: dict[str, Callable[[Path], str]] = {
+    "trained-models": trained_models_table,
+    "recipe-vs-baseline": recipe_vs_baseline_table,
+    "ablations": ablations_table,
+}
+"""Every table the README may hold, by marker name."""
+
+
+# ---------------------------------------------------------------------------- the README
+def rewrite(text: str, root: Path = REPO_ROOT) -> str:
+    """`text` with the body of every marked table regenerated from the files under `root`."""
+    begins = [m["name"] for m in BEGIN.finditer(text)]
+    ends = [m["name"] for m in END.finditer(text)]
+    unknown = sorted(set(begins + ends) - set(TABLES))
+    if unknown:
+        raise StaleTableError(f"unknown table marker(s) {unknown}; tables: {sorted(TABLES)}")
+    marked = [m["name"] for m in MARKED.finditer(text)]
+    if sorted(marked) != sorted(begins) or sorted(marked) != sorted(ends):
+        raise StaleTableError(
+            f"unpaired table markers: begin {begins}, end {ends}; each table needs "
+            f"'{begin_marker('NAME')}' and, on a later line, '{end_marker('NAME')}'"
+        )
+    return MARKED.sub(lambda m: f"{begin_marker(m['name'])}\n{TABLES[m['name']](root)}{end_marker(m['name'])}", text)
+
+
+def stale_tables(text: str, root: Path = REPO_ROOT) -> list[str]:
+    """The names of the marked tables in `text` whose body differs from what their files give."""
+    fresh = {m["name"]: m["body"] for m in MARKED.finditer(rewrite(text, root))}
+    return [m["name"] for m in MARKED.finditer(text) if m["body"] != fresh[m["name"]]]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--readme", default=str(REPO_ROOT / "README.md"))
+    parser.add_argument("--root", default=str(REPO_ROOT), help="where model_cards/ and results/ are")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--check", action="store_true", help="exit 1 if a table is stale; change nothing")
+    mode.add_argument("--print", action="store_true", help="print every table; change nothing")
+    args = parser.parse_args(argv)
+    root, readme = Path(args.root), Path(args.readme)
+    if args.print:
+        for name, build in TABLES.items():
+            print(f"{begin_marker(name)}\n{build(root)}{end_marker(name)}\n")
+        return 0
+    text = readme.read_text(encoding="utf-8")
+    if args.check:
+        stale = stale_tables(text, root)
+        if stale:
+            print(f"{readme}: stale table(s) {stale}; run `python -m train.results_tables`", file=sys.stderr)
+            return 1
+        print(f"{readme}: {len(MARKED.findall(text))} generated table(s), all up to date")
+        return 0
+    updated = rewrite(text, root)
+    if updated != text:
+        readme.write_text(updated, encoding="utf-8")
+    print(f"{readme}: {len(MARKED.findall(text))} table(s) {'rewritten' if updated != text else 'already up to date'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
