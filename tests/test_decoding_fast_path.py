@@ -61,6 +61,20 @@ def test_beam_search_fast_path_equals_uncached_decoding(attention, form):
     torch.testing.assert_close(fast.sequences_scores, plain.sequences_scores, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("score", ["dot_product", "additive"])
+@torch.no_grad()
+def test_beam_search_fast_path_with_other_attention_scores(score):
+    """The folded beams are plain query positions, so every score function (§3.2.1) sees the same pairs."""
+    model = tiny_model(attention_score=score)
+    sources = _padded_sources()
+    fast = _generate(model, sources, num_beams=4)
+    assert getattr(fast, CACHE_NAME).beams_per_source == 4
+    with plain_kernels():
+        plain = _generate(model, sources, num_beams=4, use_cache=False)
+    assert torch.equal(fast.sequences, plain.sequences)
+    torch.testing.assert_close(fast.sequences_scores, plain.sequences_scores, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])
 @torch.no_grad()
 def test_greedy_fast_path_equals_uncached_decoding(attention):
