@@ -3,6 +3,7 @@
     python benchmarks/bench_model.py                  # small and base presets
     python benchmarks/bench_model.py --quick          # small only, fewer rounds
     python benchmarks/bench_model.py --json benchmarks/results/this-machine.json
+    python benchmarks/bench_model.py --decoding-only  # greedy / beam-4 rows and ablations, about 2 minutes
 
 MarianMTModel of the same architecture (post-LN, scaled tied embeddings, sinusoidal positions, ReLU,
 biased projections: our model with `attention_bias=True, sinusoidal_layout="concat"`) is what a
@@ -17,23 +18,27 @@ Rows:
   fp32 master weights) against Marian in fp32; MFU = model FLOPs (counted by torch's FlopCounterMode)
   per second over the matmul peak of the same dtype measured in this run;
 - peak memory (resident set) of training steps, each model in a fresh process;
-- greedy and beam-4 decoding of 64 sentences, exactly 25 new tokens each, in sentences per second.
+- greedy and beam-4 decoding of 64 sentences, exactly 25 new tokens each, in sentences per second
+  (`--decoding-only` adds our model with one fast path switched off at a time).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import statistics
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import MarianConfig, MarianMTModel
+from transformers.cache_utils import DynamicCache
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import hf_vanilla_transformer as hvt  # noqa: E402
@@ -134,17 +139,20 @@ def step_flops(model, batch) -> int:
     return counter.get_total_flops()
 
 
-def interleaved(fns: dict, rounds: int, warmup: int = 1) -> dict:
-    """Median seconds of each function, run in interleaved rounds so that drift hits all alike."""
+def interleaved(fns: dict, rounds: int, warmup: int = 1, clock=time.perf_counter) -> dict:
+    """Median seconds of each function, run in interleaved rounds so that drift hits all alike.
+
+    `clock` is wall time by default; `time.process_time` (CPU seconds of this process, all its threads)
+    leaves out the time other processes take from a shared machine."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     times = {name: [] for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
-            start = time.perf_counter()
+            start = clock()
             fn()
-            times[name].append(time.perf_counter() - start)
+            times[name].append(clock() - start)
     return {name: statistics.median(values) for name, values in times.items()}
 
 
@@ -220,7 +228,28 @@ def bench_training(preset: str, rounds: int, peaks: dict) -> list[dict]:
     return rows
 
 
-def bench_decoding(preset: str, rounds: int) -> list[dict]:
+@contextlib.contextmanager
+def onednn_off():
+    """torch.backends.mkldnn off: our pre-softmax linear layer takes F.linear (MKL) as Marian's does."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # torch's note about TF32 on Intel GPUs
+        with torch.backends.mkldnn.flags(enabled=False):
+            yield
+
+
+def cross_cache_per_beam():
+    """Our beam-search cache with the cross-attention K/V kept for every beam row (the fold switched off)."""
+    return hvt.generation.BeamSearchCache(DynamicCache(), DynamicCache(), beams_per_source=1)
+
+
+def bench_decoding(preset: str, rounds: int, ablations: bool = False, clock=time.perf_counter) -> list[dict]:
+    """Greedy and beam-4 decoding of 64 sentences of 8-32 tokens, exactly 25 new tokens each.
+
+    With `ablations`, also our model with one fast path switched off at a time (`benchmarks/README.md`,
+    "What each change bought"): oneDNN off (F.linear for the pre-softmax layer); the causal mask built
+    at every step (a target mask of ones is passed); and for beam search the cross-attention K/V
+    stored per beam row instead of once per sentence.
+    """
     g = torch.Generator().manual_seed(1)
     lengths = torch.randint(8, 33, (64,), generator=g)
     input_ids = torch.zeros(64, int(lengths.max()), dtype=torch.long)
@@ -232,13 +261,28 @@ def bench_decoding(preset: str, rounds: int) -> list[dict]:
     for beams in (1, 4):
         fixed = dict(num_beams=beams, max_new_tokens=25, min_new_tokens=25, do_sample=False)
 
-        def run(model, fixed=fixed, **extra):
-            return lambda: model.generate(**source, **fixed, **extra)
+        def run(model, fixed=fixed, context=contextlib.nullcontext, new_cache=None, **extra):
+            def decode():
+                cache = {hvt.compat.CACHE_NAME: new_cache()} if new_cache else {}
+                with context():
+                    return model.generate(**source, **fixed, **extra, **cache)
 
-        with torch.inference_mode():
-            seconds = interleaved(
-                {"marian": run(marian), "ours": run(ours, length_penalty_form="hf")}, rounds, warmup=1
+            return decode
+
+        variants = {"marian": run(marian), "ours": run(ours, length_penalty_form="hf")}
+        if ablations:
+            variants["ours, oneDNN off"] = run(ours, context=onednn_off, length_penalty_form="hf")
+            # A target mask (all ones) makes every step build transformers' causal mask again.
+            target_mask = torch.ones(64, 1, dtype=torch.long)
+            variants["ours, causal mask each step"] = run(
+                ours, length_penalty_form="hf", decoder_attention_mask=target_mask
             )
+            if beams > 1:
+                variants["ours, cross K/V per beam"] = run(
+                    ours, new_cache=cross_cache_per_beam, length_penalty_form="hf"
+                )
+        with torch.inference_mode():
+            seconds = interleaved(variants, rounds, warmup=1, clock=clock)
         for name, t in seconds.items():
             rows.append(
                 {
@@ -256,19 +300,35 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small preset only, 3 rounds")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--decoding-only",
+        action="store_true",
+        help="only the decoding rows, with ablations (one fast path off at a time); small preset unless --presets",
+    )
+    parser.add_argument("--presets", nargs="+", choices=["small", "base"], help="presets to measure")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 5, 3 with --quick)")
+    parser.add_argument(
+        "--cpu-time",
+        action="store_true",
+        help="time decoding in process CPU seconds instead of wall time (a shared machine; best with 1 thread)",
+    )
     args = parser.parse_args()
-    rounds = 3 if args.quick else 5
-    presets = ["small"] if args.quick else ["small", "base"]
+    rounds = args.rounds or (3 if args.quick else 5)
+    presets = args.presets or (["small"] if args.quick or args.decoding_only else ["small", "base"])
     machine = cpu_description() | {"torch": torch.__version__, "transformers": hvt.compat.INSTALLED_TRANSFORMERS.public}
+    machine["decoding_clock"] = "process CPU time" if args.cpu_time else "wall time"
     threads = torch.get_num_threads()
-    peaks = {"fp32": gflops(torch.float32, threads), "bf16": gflops(torch.bfloat16, threads, repeats=3)}
-    torch.set_num_threads(threads)
-    machine["matmul_peak_gflops"] = peaks
+    if not args.decoding_only:
+        peaks = {"fp32": gflops(torch.float32, threads), "bf16": gflops(torch.bfloat16, threads, repeats=3)}
+        torch.set_num_threads(threads)
+        machine["matmul_peak_gflops"] = peaks
     print(json.dumps(machine))
     rows = []
     for preset in presets:
-        rows += bench_training(preset, rounds, peaks)
-        rows += bench_decoding(preset, rounds)
+        if not args.decoding_only:
+            rows += bench_training(preset, rounds, peaks)
+        clock = time.process_time if args.cpu_time else time.perf_counter
+        rows += bench_decoding(preset, rounds, ablations=args.decoding_only, clock=clock)
     for row in rows:
         details = {
             k: round(v, 3) if isinstance(v, float) else v for k, v in row.items() if k not in ("measurement", "variant")

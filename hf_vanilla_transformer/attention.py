@@ -31,6 +31,7 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import logging
 
 from .configuration_vanilla_transformer import VanillaTransformerConfig
+from .generation import fold_beams, unfold_beam_weights
 
 logger = logging.get_logger(__name__)
 
@@ -189,6 +190,8 @@ class MultiHeadAttention(nn.Module):
         when the kernel does not compute them (SDPA)."""
         is_cross_attention = key_value_states is not None
         query = self._split_heads(self.q_proj(hidden_states))
+        # Beam search: one cross-attention K/V per sentence, shared by its beams (generation.BeamSearchCache).
+        beams = getattr(cache, "beams_per_source", 1) if is_cross_attention else 1
 
         layer_cache = cache
         if isinstance(cache, EncoderDecoderCache):
@@ -202,12 +205,15 @@ class MultiHeadAttention(nn.Module):
             key, value = layer_cache.layers[self.layer_idx].keys, layer_cache.layers[self.layer_idx].values
         else:
             source = key_value_states if is_cross_attention else hidden_states
+            source = cache.per_source(source) if beams > 1 else source
             key = self._split_heads(self.k_proj(source))
             value = self._split_heads(self.v_proj(source))
             if layer_cache is not None:
                 key, value = layer_cache.update(key, value, self.layer_idx)
                 if is_cross_attention and isinstance(cache, EncoderDecoderCache):
                     cache.is_updated[self.layer_idx] = True
+        if beams > 1:
+            query, attention_mask = fold_beams(query, attention_mask, beams)
 
         if self.additive_score is None:
             attention: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
@@ -226,6 +232,7 @@ class MultiHeadAttention(nn.Module):
             **kwargs,
         )
         output = output.reshape(*hidden_states.shape[:-1], -1)  # Concat(head_1..head_h): (B, T_q, h*d_v)
+        weights = unfold_beam_weights(weights, beams) if beams > 1 and weights is not None else weights
         return self.out_proj(output), weights
 
     def _additive_kernel(self) -> Callable:

@@ -67,17 +67,72 @@ class SourceLengthCriteria(StoppingCriteria):
 
 
 class BeamSearchCache(EncoderDecoderCache):
-    """The KV cache for beam search, without the wasted copy of the encoder-decoder attention's K/V.
+    """The KV cache for beam search, with the encoder-decoder attention's K/V stored once per sentence.
 
-    Beam search reorders the cache after every step (`reorder_cache(beam_idx)`), and each new beam
-    continues a beam *of the same sentence*. The cross-attention keys and values are projections of
-    that sentence's encoder output, identical for all its beams, so reordering them (a copy of
-    batch x beams x source length x d_model per layer, every step) changes nothing; only the
-    self-attention cache is reordered.
+    `generate()` repeats every sentence's encoder output `num_beams` times (rows `b * k ... b * k + k - 1`
+    belong to sentence b), and the cross-attention keys and values are projections of that output,
+    identical for all beams of a sentence; each new beam also continues a beam of the same sentence.
+    So this cache:
+
+    - never reorders the cross-attention K/V (`reorder_cache` reorders only the self-attention cache);
+    - with `beams_per_source = k > 1`, keeps them once per sentence, (B, h, S, d_k) instead of
+      (B * k, h, S, d_k): the projections run on B rows instead of B * k, and each step's attention
+      reads them once for the k beams, whose queries become k query positions of one sentence
+      (`fold_beams`; cross-attention has no causal structure, so the order of queries is free).
+
+    `beams_per_source=1` keeps one copy per row (what attention kernels other than eager / SDPA get,
+    since their masks are not plain tensors).
     """
+
+    def __init__(self, self_attention_cache, cross_attention_cache, beams_per_source: int = 1):
+        super().__init__(self_attention_cache, cross_attention_cache)
+        if not isinstance(beams_per_source, int) or beams_per_source < 1:
+            raise ValueError(f"beams_per_source must be a positive integer, got {beams_per_source!r}")
+        self.beams_per_source = beams_per_source
 
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
         self.self_attention_cache.reorder_cache(beam_idx)
+
+    def per_source(self, encoder_hidden_states: torch.Tensor) -> torch.Tensor:
+        """(B * k, S, d_model) encoder output repeated for the k beams -> (B, S, d_model), one row per sentence.
+
+        Checks that the rows really are k copies of each sentence (how `generate()` expands the encoder
+        output), so that a change in transformers fails loudly instead of mixing sentences up.
+        """
+        k = self.beams_per_source
+        rows = encoder_hidden_states.shape[0]
+        grouped = encoder_hidden_states.view(rows // k, k, *encoder_hidden_states.shape[1:]) if rows % k == 0 else None
+        if grouped is None or not torch.equal(grouped, grouped[:, :1].expand_as(grouped)):
+            raise RuntimeError(
+                f"BeamSearchCache(beams_per_source={k}): the {rows} encoder-output rows are not {k} consecutive "
+                "copies of each sentence, as transformers' generate() (_expand_inputs_for_generation) used to "
+                "make them; decode with BeamSearchCache(..., beams_per_source=1)."
+            )
+        return grouped[:, 0]
+
+
+def fold_beams(
+    query: torch.Tensor, attention_mask: torch.Tensor | None, beams: int
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Cross-attention queries of k beams as k query positions of their sentence (`BeamSearchCache`).
+
+    query (B * k, h, T, d_k) -> (B, h, k * T, d_k), ordered (beam, position); attention_mask
+    (B * k, 1, T or 1, S) -> (B, 1, 1, S), the sentence's source padding, the same for every query.
+    The kernel's output (B, k * T, h, d_v) then has the memory order of (B * k, T, h, d_v).
+    """
+    rows, heads, length, head_dim = query.shape
+    query = query.view(rows // beams, beams, heads, length, head_dim).transpose(1, 2)
+    query = query.reshape(rows // beams, heads, beams * length, head_dim)
+    if attention_mask is not None:
+        attention_mask = attention_mask[::beams, :, :1]
+    return query, attention_mask
+
+
+def unfold_beam_weights(weights: torch.Tensor, beams: int) -> torch.Tensor:
+    """Attention weights (B, h, k * T, S) of folded queries -> (B * k, h, T, S), one row per beam."""
+    sources, heads, folded, source_len = weights.shape
+    weights = weights.view(sources, heads, beams, folded // beams, source_len).transpose(1, 2)
+    return weights.reshape(sources * beams, heads, folded // beams, source_len)
 
 
 def _source_lengths(
@@ -132,8 +187,10 @@ class PaperGenerationMixin(GenerationMixin):
         no_cache_given = kwargs.get("cache") is None and kwargs.get("past_key_values") is None
         if (num_beams or 1) > 1 and use_cache is not False and no_cache_given:
             decoder_config = self.config.get_text_config(decoder=True)
+            # One cross-attention K/V per sentence where the mask is a plain tensor (eager, SDPA).
+            beams_per_source = num_beams if self.config._attn_implementation in ("eager", "sdpa") else 1
             kwargs[CACHE_NAME] = BeamSearchCache(
-                DynamicCache(config=decoder_config), DynamicCache(config=decoder_config)
+                DynamicCache(config=decoder_config), DynamicCache(config=decoder_config), beams_per_source
             )
         self._length_penalty_form = form
         return super().generate(inputs, generation_config=generation_config, **kwargs)

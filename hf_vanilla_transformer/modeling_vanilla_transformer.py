@@ -60,6 +60,7 @@ from .compat import cache_field, output_cache, resolve_cache
 from .configuration_vanilla_transformer import VanillaTransformerConfig
 from .generation import PaperGenerationMixin, paper_generation_config
 from .layers import DecoderLayer, EncoderLayer
+from .onednn import onednn_linear
 from .pipeline_translation import TranslationPipeline  # imported here so save_pretrained ships its file
 from .positional_encoding import LearnedPositionalEmbedding, SinusoidalPositionalEncoding, check_positions_fit
 
@@ -298,16 +299,21 @@ class VanillaTransformerDecoder(_Stack):
         hidden_states = self.embed(input_ids, inputs_embeds, past_length, "decoder")
 
         batch_size, seq_len = hidden_states.shape[:2]
-        if attention_mask is None:
-            attention_mask = torch.ones(batch_size, past_length + seq_len, device=hidden_states.device)
-        self_attn_cache = cache.self_attention_cache if isinstance(cache, EncoderDecoderCache) else cache
-        causal_mask = create_causal_mask(  # the cache is positional: its keyword was renamed in 5.24
-            self.config,
-            hidden_states,
-            attention_mask,
-            self_attn_cache,
-            position_ids=torch.arange(past_length, past_length + seq_len, device=hidden_states.device)[None],
-        )
+        if seq_len == 1 and attention_mask is None and self.config._attn_implementation in ("eager", "sdpa"):
+            # One new position without target padding (a decoding step): it may attend to every position
+            # so far, so the causal mask (§3.2.3) masks nothing and is not built.
+            causal_mask = None
+        else:
+            if attention_mask is None:
+                attention_mask = torch.ones(batch_size, past_length + seq_len, device=hidden_states.device)
+            self_attn_cache = cache.self_attention_cache if isinstance(cache, EncoderDecoderCache) else cache
+            causal_mask = create_causal_mask(  # the cache is positional: its keyword was renamed in 5.24
+                self.config,
+                hidden_states,
+                attention_mask,
+                self_attn_cache,
+                position_ids=torch.arange(past_length, past_length + seq_len, device=hidden_states.device)[None],
+            )
         cross_mask = None
         if encoder_hidden_states is not None:
             cross_mask = create_bidirectional_mask(
@@ -521,7 +527,7 @@ class VanillaTransformerForConditionalGeneration(PaperGenerationMixin, VanillaTr
             use_cache=use_cache,
             **kwargs,
         )
-        logits = self.lm_head(outputs.last_hidden_state)
+        logits = onednn_linear(self.lm_head, outputs.last_hidden_state)  # oneDNN when no autograd (onednn.py)
         loss = None
         if labels is not None:
             loss = label_smoothed_nll_loss(

@@ -230,6 +230,21 @@ class VanillaTransformerModelTest(ModelTesterMixin, GenerationTesterMixin, unitt
         config, inputs_dict = self.model_tester.prepare_config_and_inputs()
         self.model_tester.create_and_check_decoder_model_past_large_inputs(config, inputs_dict)
 
+    def _check_past_key_values_for_generate(self, batch_size, past_key_values, seq_length, config):
+        """Beam search returns our `BeamSearchCache`, which stores the cross-attention K/V once per input sentence
+        (identical for all its beams; `generation.BeamSearchCache`), not once per beam row: check that part with
+        `batch_size // beams_per_source` rows, and the self-attention cache (one row per beam) as the mixin does."""
+        beams = getattr(past_key_values, "beams_per_source", 1)
+        if beams == 1:
+            return super()._check_past_key_values_for_generate(batch_size, past_key_values, seq_length, config)
+        self.assertEqual(batch_size % beams, 0)
+        super()._check_past_key_values_for_generate(
+            batch_size, past_key_values.self_attention_cache, seq_length, config
+        )
+        super()._check_past_key_values_for_generate(
+            batch_size // beams, past_key_values.cross_attention_cache, None, config
+        )
+
 
 class VanillaTransformerWithMarianConventionsTest(VanillaTransformerModelTest):
     """The same suite with the token ids of transformers' Marian and BART testers (pad 1, bos 0, eos 2, decoder

@@ -1,0 +1,83 @@
+"""Inference-only routing of a linear layer to oneDNN with a pre-packed weight (CPU, fp32).
+
+torch sends an fp32 `nn.Linear` on the CPU to MKL's sgemm. oneDNN (torch's `mkldnn` backend) can
+instead multiply by a weight that it has re-laid out ("packed") once for its kernels. At the shapes of
+decoding, one or a few rows per sentence times the vocabulary, that was 1.3x-2x faster for the
+pre-softmax linear layer (§3.4; d_model -> vocabulary) on an AMD EPYC with AVX-512
+(`benchmarks/README.md`). The result is the same product, summed in another order: it can differ from
+`F.linear` in the last bits of a float.
+
+`onednn_linear(module, x)` takes that route only where nothing can notice except the speed: no autograd
+(`torch.no_grad` / `inference_mode`, as in `generate()`), fp32 CPU tensors, no autocast, a plain
+`nn.Linear` without hooks, oneDNN available and enabled (`torch.backends.mkldnn.flags(enabled=False)`
+turns it off). The packed weight is cached per module (outside it) and rebuilt whenever the weight changes
+(its storage or its version counter, which every in-place update bumps).
+
+The two operators (`torch.ops.mkldnn._reorder_linear_weight`, `torch.ops.mkldnn._linear_pointwise`) are
+torch's own, used by its inductor compiler for frozen CPU models, but private. So the first call checks
+them once against `F.linear`; if they are missing or disagree, it warns once and every call takes the
+plain `F.linear` path.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+# module -> ((weight storage, version, shape), packed weight). Kept outside the module: a packed weight is an
+# opaque oneDNN tensor, which `copy.deepcopy` and pickling of the model could not handle.
+_PACKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_status: dict[str, bool] = {}
+
+
+def _usable() -> bool:
+    """Whether torch's private oneDNN linear operators exist and agree with `F.linear` (checked once)."""
+    if "ok" not in _status:
+        try:
+            generator = torch.Generator().manual_seed(0)
+            x = torch.randn(3, 2, 16, generator=generator)
+            weight, bias = torch.randn(24, 16, generator=generator), torch.randn(24, generator=generator)
+            packed = torch.ops.mkldnn._reorder_linear_weight(weight, None)
+            got = torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
+            torch.testing.assert_close(got, nn.functional.linear(x, weight, bias), rtol=1e-5, atol=1e-5)
+            _status["ok"] = True
+        except Exception as error:  # missing operator, changed signature, wrong numbers
+            logger.warning("oneDNN linear unavailable (%s: %s); using F.linear", type(error).__name__, error)
+            _status["ok"] = False
+    return _status["ok"]
+
+
+def _eligible(module: nn.Module, x: torch.Tensor) -> bool:
+    return (
+        not torch.is_grad_enabled()
+        and type(module) is nn.Linear
+        and x.dtype == torch.float32
+        and module.weight.dtype == torch.float32
+        and x.device.type == "cpu"
+        and module.weight.device.type == "cpu"
+        and not torch.is_autocast_enabled("cpu")
+        and not module._forward_hooks
+        and not module._forward_pre_hooks
+        and torch.backends.mkldnn.is_available()
+        and torch.backends.mkldnn.enabled
+        and _usable()
+    )
+
+
+def onednn_linear(module: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """`module(x)`, x (..., in_features) -> (..., out_features), through oneDNN with a packed weight
+    when that is invisible (see the module docstring), else exactly `module(x)`."""
+    if not _eligible(module, x):
+        return module(x)
+    weight = module.weight
+    key = (weight.data_ptr(), weight._version, tuple(weight.shape))
+    cached = _PACKED.get(module)
+    if cached is None or cached[0] != key:
+        cached = (key, torch.ops.mkldnn._reorder_linear_weight(weight.detach(), None))
+        _PACKED[module] = cached
+    return torch.ops.mkldnn._linear_pointwise(x, cached[1], module.bias, "none", [], "")

@@ -1,0 +1,189 @@
+"""The decoding fast paths give the outputs of the plain computation (`benchmarks/README.md` says what each buys).
+
+- Beam search keeps one cross-attention K/V per sentence and folds the beams' queries into query
+  positions (`generation.BeamSearchCache`, `fold_beams`).
+- A one-token decoding step builds no causal mask (`VanillaTransformerDecoder.forward`).
+- Without autograd the pre-softmax linear layer runs through oneDNN with a packed weight (`onednn.py`).
+
+The reference is decoding without a KV cache (`use_cache=False`: the whole prefix again at every step,
+masks built by transformers) with oneDNN switched off, on batches with source padding. No timings here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+
+import pytest
+import torch
+from transformers.cache_utils import DynamicCache
+
+from hf_vanilla_transformer.compat import CACHE_NAME
+from hf_vanilla_transformer.generation import BeamSearchCache, fold_beams, unfold_beam_weights
+from hf_vanilla_transformer.onednn import onednn_linear
+from tests.helpers import random_batch, tiny_model
+
+
+def _padded_sources(batch: int = 4) -> dict:
+    sources = random_batch(batch=batch, src_len=7, seed=3)  # rows 1.. end in padding
+    sources.pop("decoder_input_ids")
+    return sources
+
+
+@contextlib.contextmanager
+def plain_kernels():
+    """oneDNN off (F.linear everywhere), without torch's note about TF32 on Intel GPUs."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        with torch.backends.mkldnn.flags(enabled=False):
+            yield
+
+
+def _generate(model, sources, **kwargs):
+    return model.generate(
+        **sources, max_new_tokens=9, do_sample=False, return_dict_in_generate=True, output_scores=True, **kwargs
+    )
+
+
+# ---------------------------------------------------------------- end to end: tokens and scores
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+@pytest.mark.parametrize("form", ["gnmt", "hf"])
+@torch.no_grad()
+def test_beam_search_fast_path_equals_uncached_decoding(attention, form):
+    model = tiny_model(attn_implementation=attention)
+    sources = _padded_sources()
+    fast = _generate(model, sources, num_beams=4, length_penalty_form=form)
+    assert isinstance(getattr(fast, CACHE_NAME), BeamSearchCache)
+    assert getattr(fast, CACHE_NAME).beams_per_source == 4
+    with plain_kernels():
+        plain = _generate(model, sources, num_beams=4, length_penalty_form=form, use_cache=False)
+    assert torch.equal(fast.sequences, plain.sequences)
+    torch.testing.assert_close(fast.sequences_scores, plain.sequences_scores, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("score", ["dot_product", "additive"])
+@torch.no_grad()
+def test_beam_search_fast_path_with_other_attention_scores(score):
+    """The folded beams are plain query positions, so every score function (§3.2.1) sees the same pairs."""
+    model = tiny_model(attention_score=score)
+    sources = _padded_sources()
+    fast = _generate(model, sources, num_beams=4)
+    assert getattr(fast, CACHE_NAME).beams_per_source == 4
+    with plain_kernels():
+        plain = _generate(model, sources, num_beams=4, use_cache=False)
+    assert torch.equal(fast.sequences, plain.sequences)
+    torch.testing.assert_close(fast.sequences_scores, plain.sequences_scores, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+@torch.no_grad()
+def test_greedy_fast_path_equals_uncached_decoding(attention):
+    model = tiny_model(attn_implementation=attention)
+    sources = _padded_sources()
+    fast = _generate(model, sources, num_beams=1)
+    with plain_kernels():
+        plain = _generate(model, sources, num_beams=1, use_cache=False)
+    assert torch.equal(fast.sequences, plain.sequences)
+    for step_fast, step_plain in zip(fast.scores, plain.scores, strict=True):
+        torch.testing.assert_close(step_fast, step_plain, rtol=1e-5, atol=1e-5)
+
+
+@torch.no_grad()
+def test_one_cross_attention_copy_per_sentence_gives_the_per_beam_attention_weights():
+    """Folded beams (one K/V per sentence) against one K/V per beam row: same tokens, scores and
+    cross-attention weights, returned per beam row as (batch * beams, heads, 1, source length)."""
+    model = tiny_model(attn_implementation="eager")
+    sources = _padded_sources(batch=3)
+    kwargs = dict(num_beams=4, output_attentions=True)
+    folded = _generate(model, sources, **kwargs)
+    per_row_cache = BeamSearchCache(DynamicCache(), DynamicCache(), beams_per_source=1)
+    per_row = _generate(model, sources, **kwargs, **{CACHE_NAME: per_row_cache})
+    cross = getattr(folded, CACHE_NAME).cross_attention_cache.layers[0].keys
+    assert cross.shape[0] == 3  # sentences, not 3 * 4 beam rows
+    assert per_row_cache.cross_attention_cache.layers[0].keys.shape[0] == 12
+    assert torch.equal(folded.sequences, per_row.sequences)
+    torch.testing.assert_close(folded.sequences_scores, per_row.sequences_scores)
+    for step_folded, step_rows in zip(folded.cross_attentions, per_row.cross_attentions, strict=True):
+        for layer_folded, layer_rows in zip(step_folded, step_rows, strict=True):
+            assert layer_folded.shape == (12, model.config.decoder_attention_heads, 1, sources["input_ids"].shape[1])
+            torch.testing.assert_close(layer_folded, layer_rows)
+
+
+def test_fold_beams_layout():
+    """Query row b * k + j, position t becomes query position j * T + t of sentence b; weights go back."""
+    sentences, beams, heads, length, head_dim, source_len = 2, 3, 4, 2, 5, 6
+    query = torch.randn(sentences * beams, heads, length, head_dim)
+    mask = torch.randn(sentences * beams, 1, 1, source_len).repeat_interleave(beams, dim=0)[::beams]
+    folded, folded_mask = fold_beams(query, mask, beams)
+    assert folded.shape == (sentences, heads, beams * length, head_dim)
+    for b in range(sentences):
+        for j in range(beams):
+            for t in range(length):
+                assert torch.equal(folded[b, :, j * length + t], query[b * beams + j, :, t])
+    assert torch.equal(folded_mask, mask[::beams])
+    weights = torch.randn(sentences, heads, beams * length, source_len)
+    rows = unfold_beam_weights(weights, beams)
+    assert rows.shape == (sentences * beams, heads, length, source_len)
+    assert torch.equal(rows[1 * beams + 2, :, 1], weights[1, :, 2 * length + 1])
+
+
+def test_per_source_refuses_rows_that_are_not_copies_of_one_sentence():
+    cache = BeamSearchCache(DynamicCache(), DynamicCache(), beams_per_source=2)
+    sentence = torch.randn(2, 5, 8).repeat_interleave(2, dim=0)
+    assert torch.equal(cache.per_source(sentence), sentence[::2])
+    with pytest.raises(RuntimeError, match="not 2 consecutive copies"):
+        cache.per_source(torch.randn(4, 5, 8))
+    with pytest.raises(RuntimeError, match="not 2 consecutive copies"):
+        cache.per_source(torch.randn(3, 5, 8))
+    with pytest.raises(ValueError, match="beams_per_source must be a positive integer, got 0"):
+        BeamSearchCache(DynamicCache(), DynamicCache(), beams_per_source=0)
+
+
+# ---------------------------------------------------------------- the one-token step without a causal mask
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+@torch.no_grad()
+def test_one_token_steps_equal_the_masked_full_pass(attention):
+    model = tiny_model(attn_implementation=attention)
+    batch = random_batch(seed=4)
+    full = model(**batch, use_cache=False).logits  # (B, T, V) with transformers' causal and padding masks
+    encoder = model.get_encoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    cache, steps = None, []
+    for t in range(batch["decoder_input_ids"].shape[1]):
+        out = model(
+            encoder_outputs=encoder,
+            attention_mask=batch["attention_mask"],
+            decoder_input_ids=batch["decoder_input_ids"][:, t : t + 1],
+            cache=cache,
+            use_cache=True,
+        )
+        cache = getattr(out, CACHE_NAME)
+        steps.append(out.logits)
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=1e-5, atol=1e-5)
+
+
+# ---------------------------------------------------------------- oneDNN for the pre-softmax linear layer
+def test_onednn_linear_equals_the_linear_layer_and_follows_weight_updates():
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(32, 100)
+    x = torch.randn(5, 1, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(onednn_linear(layer, x), torch.nn.functional.linear(x, layer.weight, layer.bias))
+        layer.weight.mul_(-2.0)  # an in-place update (as an optimizer step makes) must not reuse the old packing
+        torch.testing.assert_close(onednn_linear(layer, x), torch.nn.functional.linear(x, layer.weight, layer.bias))
+        layer.weight = torch.nn.Parameter(torch.randn(100, 32))  # a new tensor
+        torch.testing.assert_close(onednn_linear(layer, x), torch.nn.functional.linear(x, layer.weight, layer.bias))
+
+
+def test_onednn_linear_is_the_plain_layer_where_it_could_show():
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(16, 40)
+    x = torch.randn(3, 16, requires_grad=True)
+    out = onednn_linear(layer, x)  # autograd on: exactly the module, with its gradient
+    assert torch.equal(out, layer(x))
+    out.sum().backward()
+    assert x.grad is not None and layer.weight.grad is not None
+    with torch.no_grad(), plain_kernels():
+        assert torch.equal(onednn_linear(layer, x), layer(x))
+    layer, x = layer.double(), x.detach().double()  # not fp32: the plain layer
+    with torch.no_grad():
+        assert torch.equal(onednn_linear(layer, x), layer(x))
