@@ -43,16 +43,8 @@ from transformers.cache_utils import DynamicCache
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import hf_vanilla_transformer as hvt  # noqa: E402
 from benchmarks.bench_matmul import gflops  # noqa: E402
+from train.baseline import SIZE_FIELDS  # noqa: E402  (the fields Marian and our config share)
 
-SIZE_FIELDS = (
-    "d_model",
-    "encoder_layers",
-    "decoder_layers",
-    "encoder_attention_heads",
-    "decoder_attention_heads",
-    "encoder_ffn_dim",
-    "decoder_ffn_dim",
-)
 VOCAB = 8000
 CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 
