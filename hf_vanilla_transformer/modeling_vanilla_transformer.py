@@ -63,6 +63,7 @@ from .layers import DecoderLayer, EncoderLayer
 from .onednn import onednn_linear
 from .pipeline_translation import TranslationPipeline  # imported here so save_pretrained ships its file
 from .positional_encoding import LearnedPositionalEmbedding, SinusoidalPositionalEncoding, check_positions_fit
+from .seq2seq_loss import label_smoothed_nll_loss, shift_tokens_right  # shared with the recurrent models
 
 # Written into config.json on save: `pipeline("translation", model=..., trust_remote_code=True)` finds it.
 CUSTOM_PIPELINES = {
@@ -72,48 +73,6 @@ CUSTOM_PIPELINES = {
         "type": "text",
     }
 }
-
-
-def shift_tokens_right(labels: torch.Tensor, pad_token_id: int, decoder_start_token_id: int) -> torch.Tensor:
-    """Decoder inputs for teacher forcing: `<s> y_1 ... y_{n-1}` from labels `y_1 ... y_n` (§3.1,
-    "the output embeddings are offset by one position"). Ignored labels (-100) become padding."""
-    shifted = labels.new_zeros(labels.shape)
-    shifted[:, 1:] = labels[:, :-1].clone()
-    shifted[:, 0] = decoder_start_token_id
-    return shifted.masked_fill_(shifted == -100, pad_token_id)
-
-
-def label_smoothed_nll_loss(
-    logits: torch.Tensor,
-    labels: torch.Tensor,
-    epsilon: float,
-    pad_token_id: int | None,
-    num_items_in_batch: int | torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Cross-entropy against the label-smoothed target distribution (§5.4).
-
-    logits (B, T, V), labels (B, T). Positions whose label is -100 or `pad_token_id` are ignored.
-    The summed loss is divided by `num_items_in_batch` when the Trainer gives it (so that gradient
-    accumulation and several processes average over all target tokens), else by the number of
-    target tokens in this batch.
-    """
-    if not 0.0 <= epsilon < 1.0:
-        raise ValueError(f"label_smoothing must be in [0, 1), got {epsilon}")
-    labels = labels.to(logits.device)
-    if pad_token_id is not None:
-        labels = labels.masked_fill(labels == pad_token_id, -100)
-    total = nn.functional.cross_entropy(
-        logits.reshape(-1, logits.size(-1)).float(),
-        labels.reshape(-1),
-        ignore_index=-100,
-        reduction="sum",
-        label_smoothing=epsilon,
-    )
-    if num_items_in_batch is None:
-        num_items_in_batch = (labels != -100).sum().clamp(min=1)
-    if torch.is_tensor(num_items_in_batch):
-        num_items_in_batch = num_items_in_batch.to(total.device)
-    return total / num_items_in_batch
 
 
 class VanillaTransformerPreTrainedModel(PreTrainedModel):

@@ -1,8 +1,7 @@
-"""Teacher-forcing inputs and the label-smoothed loss of the recurrent encoder-decoders.
+"""Teacher-forcing inputs and the label-smoothed loss, shared by the Transformer and the recurrent models.
 
-The same two functions as in `modeling_vanilla_transformer.py` (a test checks that they agree), kept in their own
-small file so that a saved recurrent model ships only its own code: remote code copies a modeling file and
-everything it imports relatively, and importing them from the Transformer's modeling file would copy the whole
+Their own small file, so that a saved recurrent model ships only its own code: remote code copies a modeling file
+and everything it imports relatively, and importing them from the Transformer's modeling file would copy the whole
 Transformer along.
 """
 
@@ -13,7 +12,8 @@ from torch import nn
 
 
 def shift_tokens_right(labels: torch.Tensor, pad_token_id: int, decoder_start_token_id: int) -> torch.Tensor:
-    """Decoder inputs `<s> y_1 ... y_{n-1}` from labels `y_1 ... y_n` (B, T); ignored labels (-100) become padding."""
+    """Decoder inputs for teacher forcing: `<s> y_1 ... y_{n-1}` from labels `y_1 ... y_n` (B, T) (§3.1, "the
+    output embeddings are offset by one position"). Ignored labels (-100) become padding."""
     shifted = labels.new_zeros(labels.shape)
     shifted[:, 1:] = labels[:, :-1].clone()
     shifted[:, 0] = decoder_start_token_id
