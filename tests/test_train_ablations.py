@@ -49,6 +49,19 @@ def test_head_rows_keep_d_model_and_split_it_into_heads():
         assert config.head_dim * heads == config.d_model
 
 
+def test_score_rows_build_models_with_that_attention_score():
+    for name, score in (("unscaled-scores", "dot_product"), ("additive-scores", "additive")):
+        cfg = row_config(BY_NAME[name], seed=1, minutes=None, runs_dir=Path("runs"))
+        config = hvt.VanillaTransformerConfig.from_preset(cfg.preset, **cfg.model)
+        assert config.attention_score == score
+        model = hvt.VanillaTransformerForConditionalGeneration(hvt.VanillaTransformerConfig(**TINY_SIZES, **cfg.model))
+        attention = model.model.encoder.layers[0].self_attn
+        if score == "dot_product":
+            assert attention.scaling == 1.0 and attention.additive_score is None
+        else:
+            assert attention.additive_score is not None
+
+
 def test_untied_row_gives_three_separate_embedding_matrices():
     cfg = row_config(BY_NAME["untied-embeddings"], seed=1, minutes=None, runs_dir=Path("runs"))
     untied = {k: v for k, v in cfg.model.items() if k in ("share_encoder_decoder_embeddings", "tie_word_embeddings")}
