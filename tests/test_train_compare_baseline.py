@@ -187,3 +187,23 @@ def test_skip_recipe_uses_a_finished_run_and_records_a_different_machine(fakes, 
     assert result["recipe"]["run_dir"] == str(run) and result["same_machine"] is False
     with pytest.raises(FileNotFoundError, match="no finished run"):
         compare_baseline.compare(skip_recipe=tmp_path / "empty", work_dir=tmp_path / "work", output=tmp_path / "d.json")
+
+
+def test_a_baseline_whose_schedule_ends_before_its_minutes_is_flagged(fakes, tmp_path, monkeypatch, caplog):
+    train_baseline = compare_baseline.train_baseline
+
+    def short_schedule(cfg, settings):
+        results = train_baseline(cfg, settings)
+        results.update(stopped_by="max_steps", training_minutes=settings.minutes / 2)
+        return results
+
+    monkeypatch.setattr(compare_baseline, "train_baseline", short_schedule)
+    result = compare_baseline.compare(
+        "quick", work_dir=tmp_path / "work", output=tmp_path / "c.json", baseline={"max_steps": 900}
+    )
+    assert result["baseline_used_its_minutes"] is False
+    assert "--max-steps 900" in result["command"]
+    assert "trained for less time than the recipe" in caplog.text
+    monkeypatch.setattr(compare_baseline, "train_baseline", train_baseline)  # stops on time
+    time_budget = compare_baseline.compare("quick", work_dir=tmp_path / "work2", output=tmp_path / "d.json")
+    assert time_budget["baseline_used_its_minutes"] is True

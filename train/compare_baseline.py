@@ -166,6 +166,17 @@ def compare(
 
     recipe = recipe_entry(summary, run_dir, minutes, minutes_source, command)
     plain = baseline_entry(baseline_results, baseline_command)
+    # A plain-HF schedule has a fixed length: on a fast CPU it can end before the minutes do, and the
+    # baseline would then have trained for less time than the recipe. Say so, and record it.
+    used_its_minutes = not (plain["stopped_by"] == "max_steps" and plain["training_minutes"] < 0.95 * minutes)
+    if not used_its_minutes:
+        logger.warning(
+            "the baseline's linear decay (--max-steps %d) ended after %.1f of its %.1f minutes: it trained for less "
+            "time than the recipe; raise --max-steps so that its schedule fills the time",
+            settings.max_steps,
+            plain["training_minutes"],
+            minutes,
+        )
     machine = machine_description()
     same_machine = all(_same_machine(entry["machine"], machine) for entry in (recipe, plain))
     if not same_machine:
@@ -176,6 +187,7 @@ def compare(
             + ([f"--setting {setting}"] if setting != "quick" else [])
             + ([f"--seed {seed}"] if seed is not None else [])
             + ([f"--skip-recipe {skip_recipe}"] if skip_recipe else [])
+            + ([f"--max-steps {settings.max_steps}"] if settings.max_steps != BaselineSettings.max_steps else [])
             + list(overrides)
         ),
         "setting": setting,
@@ -185,6 +197,7 @@ def compare(
         "seed": cfg.seed,
         "machine": machine,
         "same_machine": same_machine,
+        "baseline_used_its_minutes": used_its_minutes,
         "recipe": recipe,
         "baseline": plain,
         "bleu_difference": recipe["bleu"] - plain["bleu"],
