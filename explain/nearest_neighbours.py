@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from tokenizers import decoders
 
-from explain.word_vectors import WordVectors, WordVectorsError
+from train.word_vectors import WordVectors, WordVectorsError
 
 
 @dataclass

@@ -20,7 +20,7 @@ The text is what the Transformer reads: each training sentence, source and targe
 run's shared BPE tokenizer (special tokens not added), each sentence a text of its own, so contexts never
 cross languages. The vocabulary is shared, so a row belongs to a piece whatever its language; German and
 English meet where they share pieces (names, numbers, punctuation). The rows are saved aligned to the
-tokenizer's ids (`explain.word_vectors`), together with the ids that got a vector (at least `min_count`
+tokenizer's ids (`train.word_vectors`), together with the ids that got a vector (at least `min_count`
 occurrences) and the tokenizer's vocabulary hash.
 
 Two engines: `gensim` (the default, the library everyone uses) and `torch`, the ~60 lines of
@@ -45,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from explain.word_vectors import WordVectors, tokenizer_vocab_hash
+from train.word_vectors import WordVectors, tokenizer_vocab_hash
 
 logger = logging.getLogger(__name__)
 

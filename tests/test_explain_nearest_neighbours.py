@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from explain.nearest_neighbours import cosine_neighbours, main, neighbours, ordinary_tokens, piece_ids, show_piece
-from explain.word_vectors import WordVectors, WordVectorsError, tokenizer_vocab_hash
 from tests._tiny_tokenizer import tiny_tokenizer
 from tests.helpers import tiny_model
+from train.word_vectors import WordVectors, WordVectorsError, tokenizer_vocab_hash
 
 
 def brute_force(matrix: list[list[float]], query: list[float], candidates: list[bool], k: int):

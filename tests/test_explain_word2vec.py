@@ -1,5 +1,5 @@
 """explain.word2vec: the torch skip-gram against its formula and a planted structure, gensim on the same
-structure, and the vectors file (`explain.word_vectors`) aligned to a tokenizer's ids."""
+structure, and the vectors file (`train.word_vectors`) aligned to a tokenizer's ids."""
 
 from __future__ import annotations
 
@@ -19,12 +19,12 @@ from explain.word2vec import (
     train_gensim,
     train_skipgram,
 )
-from explain.word_vectors import WordVectors, WordVectorsError, tokenizer_vocab_hash
 from tests._tiny_tokenizer import SAMPLE_LINES, tiny_tokenizer
 from tests.train_helpers import (
     one_thread,  # noqa: F401  (autouse fixture: one torch thread)
     write_slice,
 )
+from train.word_vectors import WordVectors, WordVectorsError, tokenizer_vocab_hash
 
 GROUPS, GROUP_SIZE, FIRST_ID = 4, 6, 4
 VOCAB = FIRST_ID + GROUPS * GROUP_SIZE

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-from explain.word_vectors import WordVectors, WordVectorsError, tokenizer_vocab_hash
 from tests._tiny_tokenizer import tiny_tokenizer
 from tests.helpers import tiny_model
 from tests.train_helpers import (
@@ -16,6 +15,7 @@ from tests.train_helpers import (
 )
 from train.config import TrainConfig
 from train.init_embeddings import init_embeddings, init_embeddings_from_file
+from train.word_vectors import WordVectors, WordVectorsError, tokenizer_vocab_hash
 
 D_MODEL = 32  # the tiny preset's
 

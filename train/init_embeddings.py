@@ -1,7 +1,7 @@
 """Start a Transformer's shared embedding from word vectors (`init_embeddings:` in a training config).
 
 The vectors come from `python -m explain.word2vec --tokenizer DIR` and must be made with the run's
-tokenizer: row i is token id i (`explain.word_vectors`), and the file's vocabulary hash must equal the
+tokenizer: row i is token id i (`train.word_vectors`), and the file's vocabulary hash must equal the
 tokenizer's. Their scale is the Transformer's, not word2vec's: the model multiplies embeddings by
 sqrt(d_model) (§3.4) and initialises them from N(0, d_model^-0.5) (`_init_weights`), so that the scaled
 embeddings, which are added to the sinusoidal positions of amplitude 1 (§3.5), have unit variance. The
@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from explain.word_vectors import WordVectors, WordVectorsError
+from train.word_vectors import WordVectors, WordVectorsError
 
 logger = logging.getLogger(__name__)
 
