@@ -489,8 +489,9 @@ def hyperparameters(cfg: TrainConfig, state: Any = None) -> dict[str, Any]:
     values["precision"] = f"{cfg.precision}: " + (
         "bf16 autocast, fp32 weights" if cfg.precision == "bf16" or (cfg.precision == "auto" and native) else "fp32"
     )
+    threads = machine["torch_threads"]
     values["hardware"] = (
-        f"{machine['cpu']} CPU ({', '.join(machine['cpu_flags'])}), {machine['torch_threads']} threads; "
+        f"{machine['cpu']} CPU ({', '.join(machine['cpu_flags'])}), {threads} thread{'s' * (threads != 1)}; "
         f"torch {machine['torch']}, transformers {machine['transformers']}"
     )
     return values
