@@ -64,7 +64,8 @@ def _hardware(machine: Mapping[str, Any] | None) -> str:
     if not machine:
         return "not recorded"
     flags = ", ".join(machine.get("cpu_flags", []))
-    return f"{machine.get('cpu', '?')} ({flags}), {machine.get('torch_threads', '?')} threads"
+    threads = machine.get("torch_threads", "?")
+    return f"{machine.get('cpu', '?')} ({flags}), {threads} thread{'s' * (threads != 1)}"
 
 
 def _relative(path: Path, root: Path) -> str:
