@@ -22,15 +22,15 @@ def test_length_buckets_cover_every_length_once():
     for words in range(1, 200):
         matching = [b for b in compare_models.LENGTH_BUCKETS if b[0] <= words <= b[1]]
         assert len(matching) == 1
-    assert compare_models.bucket_of("a " * 10) == (1, 10) and compare_models.bucket_of("a " * 11) == (11, 15)
+    assert compare_models.bucket_of("a " * 8) == (1, 8) and compare_models.bucket_of("a " * 9) == (9, 11)
 
 
 def test_bleu_of_one_bucket_is_sacrebleu_of_its_sentences():
     scores = compare_models.bleu_by_length(SOURCES, HYPOTHESES, REFERENCES)
-    short = [0, 2]  # 2 and 9 words
+    short = [0, 2]  # 2 and 8 words
     expected = BLEU().corpus_score([HYPOTHESES[i] for i in short], [[REFERENCES[i] for i in short]]).score
-    assert scores["1-10"] == {"sentences": 2, "bleu": pytest.approx(expected)}
-    assert scores["16-20"]["sentences"] == 1 and scores["11-15"] == {"sentences": 0, "bleu": None}
+    assert scores["1-8"] == {"sentences": 2, "bleu": pytest.approx(expected)}
+    assert scores["15+"]["sentences"] == 1 and scores["9-11"] == {"sentences": 0, "bleu": None}
     with pytest.raises(ValueError, match="2 hypotheses"):
         compare_models.bleu_by_length(SOURCES, HYPOTHESES[:2], REFERENCES)
 
@@ -81,7 +81,7 @@ def test_a_run_becomes_one_row_of_the_table(tmp_path):
     assert row["minutes_per_epoch"] == pytest.approx(10 / 2.0)
     assert row["minutes_to_validation_loss"] == pytest.approx(200 * 10 / 400)  # the first validation at <= 3.0
     assert row["decoding"]["sentences_per_second"] == pytest.approx(3 / 1.5)
-    assert row["bleu_by_source_length"]["1-10"]["sentences"] == 2
+    assert row["bleu_by_source_length"]["1-8"]["sentences"] == 2
     assert json.loads((tmp_path / "t.json").read_text())["rows"][0]["name"] == "transformer"
     assert (tmp_path / "f.png").stat().st_size > 0
     table = compare_models.markdown_table(rows)
