@@ -16,7 +16,9 @@ tables (`TABLES`) and the files each is built from:
 - `trained-models`: `model_cards/*.results.json` (`make cards` copies each recipe run's `summary.json`
   there): test scores with the run's training time, steps, precision, machine and seed;
 - `recipe-vs-baseline`: `results/recipe-vs-baseline.json` (`python -m train.compare_baseline`);
-- `ablations`: `results/ablations/*.json` (`python -m train.ablations`), mean ± sd over seeds.
+- `ablations`: `results/ablations/*.json` (`python -m train.ablations`), mean ± sd over seeds;
+- `side-by-side`: `results/side-by-side.json` (`python -m train.compare_models`): the Transformer and the
+  recurrent models on the same data, tokenizer and budget.
 
 A table whose files do not exist yet says which command makes them.
 """
@@ -32,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from train.ablations import ablation_table
+from train.compare_models import markdown_table
 from train.data import published_split_name
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -138,10 +141,24 @@ def ablations_table(root: Path) -> str:
     return ablation_table(root / "results" / "ablations")
 
 
+def side_by_side_table(root: Path) -> str:
+    """`train.compare_models.markdown_table` of `results/side-by-side.json`: the Transformer and the
+    recurrent models trained with the same data, tokenizer and budget."""
+    path = root / "results" / "side-by-side.json"
+    if not path.is_file():
+        return (
+            "Not measured yet: train the three models, then run `python -m train.compare_models ... --json "
+            "results/side-by-side.json` (see `train/compare_models.py`).\n"
+        )
+    record = _read(path)
+    return markdown_table(record["rows"]) + f"\n`{record['command']}`; `results/side-by-side.json`.\n"
+
+
 TABLES: dict[str, Callable[[Path], str]] = {
     "trained-models": trained_models_table,
     "recipe-vs-baseline": recipe_vs_baseline_table,
     "ablations": ablations_table,
+    "side-by-side": side_by_side_table,
 }
 """Every table the README may hold, by marker name."""
 

@@ -1,4 +1,4 @@
-"""explain/compare_models.py: the side-by-side table is computed from a run's files, checked against
+"""train/compare_models.py: the side-by-side table is computed from a run's files, checked against
 sacreBLEU, the model's own parameter count and a hand-written metrics log."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pytest
 from sacrebleu.metrics import BLEU
 
 import hf_vanilla_transformer as hvt
-from explain import compare_models
 from tests.helpers import TINY_SIZES
+from train import compare_models
 
 SOURCES = ["ein hund", "zwei kleine kinder spielen im sand am strand " * 2, "eine frau mit einem hut und einer tasche"]
 REFERENCES = ["a dog", "two small children play in the sand on the beach twice over", "a woman with a hat and a bag"]

@@ -1,7 +1,7 @@
 """The Transformer and the recurrent models it replaced, side by side: one table from finished runs.
 
-    python -m explain.compare_models transformer=runs/side-transformer rnn=runs/side-rnn \\
-        rnnsearch=runs/side-rnnsearch --loss 3.0 --json explain/results/side-by-side.json \\
+    python -m train.compare_models transformer=runs/side-transformer rnn=runs/side-rnn \\
+        rnnsearch=runs/side-rnnsearch --loss 3.0 --json results/side-by-side.json \\
         --figure docs/figures/side-by-side-length.png
 
 Each run is a finished training run (`python -m train.train --config ...`, the same data, tokenizer,
