@@ -312,7 +312,8 @@ def plot_validation_bleu(rows: Sequence[str], results_dir: Path = RESULTS_DIR, p
     for colour, name in enumerate(rows):
         for index, result in enumerate(results[name]):
             x, y = validation_curve(Path(result["run_dir"]))
-            label = f"{name} ({len(results[name])} seeds)" if index == 0 else None
+            count = len(results[name])
+            label = f"{name} ({count} seed{'s' * (count != 1)})" if index == 0 else None
             ax.plot(x, y, "o-", color=f"C{colour}", alpha=0.8, markersize=3, label=label)
     ax.set_xlabel("training minutes")
     ax.set_ylabel("validation BLEU (greedy, sacreBLEU)")
