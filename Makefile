@@ -22,7 +22,8 @@ FLOOR := $(shell echo '$(TESTED_RANGE)' | sed -n 's/.*>=\([0-9.]*\).*/\1/p')
 # Tests of the model itself, generation and remote-code loading: what must hold on every release.
 CORE_TESTS = tests/test_compat.py tests/test_config.py tests/test_modeling.py tests/test_generation.py \
 	tests/test_layers_reference.py tests/test_marian_reference.py tests/test_positional_encoding.py \
-	tests/test_hf_common.py tests/test_remote_code.py tests/test_toy_task.py tests/test_tokenizer.py
+	tests/test_hf_common.py tests/test_remote_code.py tests/test_toy_task.py tests/test_tokenizer.py \
+	tests/test_decoding_fast_path.py tests/test_attention_score.py tests/test_rnn_seq2seq.py tests/test_rnn_hf_common.py
 
 .PHONY: install recipe recipe-full recipe-tatoeba compare ablations tables cards test test-floor canary venv-floor venv-canary versions lint benchmark figures
 
