@@ -191,7 +191,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     print(markdown_table(rows))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"command": " ".join(sys.argv), "rows": rows}, indent=2) + "\n")
+        command = " ".join(["python -m train.compare_models", *(sys.argv[1:] if argv is None else argv)])
+        args.json.write_text(json.dumps({"command": command, "rows": rows}, indent=2) + "\n")
     if args.figure:
         print(f"wrote {plot_bleu_by_length(rows, args.figure)}")
     return rows
