@@ -25,6 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import hf_vanilla_transformer as hvt  # noqa: E402
 from benchmarks.bench_model import cpu_description  # noqa: E402
+from benchmarks.bench_training_choices import token_budget_batches  # noqa: E402
 from train.precision import choose_precision  # noqa: E402
 
 D128X4 = {"d_model": 128, "encoder_ffn_dim": 256, "decoder_ffn_dim": 256, "encoder_layers": 4, "decoder_layers": 4}
@@ -37,23 +38,12 @@ CANDIDATES = [
 ]
 
 
-def token_budget_batches(vocab: int, n: int = 12, budget: int = 1000, seed: int = 0) -> list[dict]:
-    g = torch.Generator().manual_seed(seed)
-    batches = []
-    for _ in range(n):
-        length = int(torch.randint(8, 30, (1,), generator=g))
-        ids = torch.randint(4, vocab, (budget // length, length), generator=g)
-        labels = torch.randint(4, vocab, (budget // length, length), generator=g)
-        batches.append({"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels})
-    return batches
-
-
 def seconds_per_step(vocab: int, overrides: dict, bf16: bool, budget: int, warmup: int = 3) -> tuple[float, int]:
     torch.manual_seed(0)
     config = hvt.VanillaTransformerConfig.small(vocab_size=vocab, dropout=0.0, attn_implementation="eager", **overrides)
     model = hvt.VanillaTransformerForConditionalGeneration(config).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    batches = token_budget_batches(vocab, budget=budget)
+    batches = token_budget_batches(n=12, budget=budget, vocab=vocab)
 
     def step(batch):
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):

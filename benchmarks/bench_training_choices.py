@@ -27,13 +27,13 @@ from benchmarks.bench_model import cpu_description  # noqa: E402
 VOCAB = 8000
 
 
-def token_budget_batches(n: int = 15, budget: int = 1000, seed: int = 0) -> list[dict]:
+def token_budget_batches(n: int = 15, budget: int = 1000, seed: int = 0, vocab: int = VOCAB) -> list[dict]:
     g = torch.Generator().manual_seed(seed)
     batches = []
     for _ in range(n):
         length = int(torch.randint(8, 30, (1,), generator=g))
-        ids = torch.randint(4, VOCAB, (budget // length, length), generator=g)
-        labels = torch.randint(4, VOCAB, (budget // length, length), generator=g)
+        ids = torch.randint(4, vocab, (budget // length, length), generator=g)
+        labels = torch.randint(4, vocab, (budget // length, length), generator=g)
         batches.append({"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels})
     return batches
 
