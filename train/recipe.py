@@ -34,6 +34,7 @@ CONFIGS = Path(__file__).with_name("configs")
 SETTINGS = {
     "quick": CONFIGS / "multi30k_de_en.yaml",
     "full": CONFIGS / "multi30k_de_en_full.yaml",
+    "full-en-de": CONFIGS / "multi30k_en_de_full.yaml",
     "tatoeba-zh-en": CONFIGS / "tatoeba_zh_en.yaml",
     "tatoeba-en-zh": CONFIGS / "tatoeba_en_zh.yaml",
 }
