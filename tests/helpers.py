@@ -5,14 +5,30 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
+import pytest
 import torch
 
 import hf_vanilla_transformer as hvt
 from hf_vanilla_transformer.configuration_vanilla_transformer import PRESETS
+from train.data import local_data_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
-MULTI30K = SHARED_DATA / "multi30k"
+MULTI30K = local_data_dir("multi30k") or REPO_ROOT.parent / "shared" / "data" / "multi30k"
+"""The local Multi30k copy the tests read: `$HVT_DATA_DIR/multi30k`, else `../shared/data/multi30k` beside
+the checkout (`train.data.local_data_dir`, the lookup training uses). Read its files through `multi30k_file`."""
+SHARED_DATA = MULTI30K.parent
+MISSING_DATA = (
+    f"needs the Multi30k text in {MULTI30K}: check out beside shared/data/, or set $HVT_DATA_DIR to the folder "
+    "holding multi30k/ (and tatoeba-cmn-eng/)"
+)
+
+
+def multi30k_file(name: str) -> Path:
+    """`MULTI30K / name`, or a skip of the calling test naming the missing folder and how to point at it."""
+    path = MULTI30K / name
+    if not path.is_file():
+        pytest.skip(MISSING_DATA)
+    return path
 
 
 TINY_SIZES = {key: value for key, value in PRESETS["tiny"].items() if key != "dropout"}
@@ -58,4 +74,4 @@ def random_batch(vocab_size: int = 64, batch: int = 3, src_len: int = 7, tgt_len
 @functools.cache
 def multi30k_tokenizer(vocab_size: int = 1000):
     """A shared BPE tokenizer trained on Multi30k De+En (a few seconds; cached per session)."""
-    return hvt.train_tokenizer([MULTI30K / "train.de", MULTI30K / "train.en"], vocab_size=vocab_size)
+    return hvt.train_tokenizer([multi30k_file("train.de"), multi30k_file("train.en")], vocab_size=vocab_size)

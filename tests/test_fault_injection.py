@@ -28,7 +28,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.helpers import MULTI30K, REPO_ROOT
+from tests.helpers import MISSING_DATA, MULTI30K, REPO_ROOT
 from tests.train_helpers import (
     one_thread,  # noqa: F401  (autouse fixture: one torch thread)
     tiny_settings,
@@ -43,7 +43,7 @@ from train.model_folder import ModelFolderError, load_model
 from train.train import last_complete_checkpoint, train
 
 pytestmark = [
-    pytest.mark.skipif(not MULTI30K.is_dir(), reason="needs ../shared/data/multi30k"),
+    pytest.mark.skipif(not MULTI30K.is_dir(), reason=MISSING_DATA),
     pytest.mark.timeout(300),
 ]
 

@@ -4,7 +4,7 @@ import re
 import subprocess
 import sys
 
-from tests.helpers import MULTI30K, REPO_ROOT
+from tests.helpers import REPO_ROOT, multi30k_file
 
 
 def readme_python_blocks() -> list[str]:
@@ -16,7 +16,7 @@ def test_readme_usage_example_runs(tmp_path):
     blocks = readme_python_blocks()
     assert blocks, "the README has no python example"
     for lang in ("de", "en"):
-        lines = (MULTI30K / f"train.{lang}").read_text(encoding="utf-8").splitlines()[:3000]
+        lines = multi30k_file(f"train.{lang}").read_text(encoding="utf-8").splitlines()[:3000]
         (tmp_path / f"train.{lang}").write_text("\n".join(lines) + "\n", encoding="utf-8")
     script = tmp_path / "example.py"
     script.write_text(blocks[0], encoding="utf-8")

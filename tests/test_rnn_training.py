@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import hf_vanilla_transformer as hvt
-from tests.helpers import MULTI30K
+from tests.helpers import MISSING_DATA, MULTI30K
 from tests.test_toy_task import got_until_eos
 from tests.train_helpers import tiny_settings, write_slice
 from train.config import TrainConfig
@@ -19,7 +19,7 @@ from train.train import train
 RNN_SIZES = dict(embedding_size=32, hidden_size=32, encoder_layers=1, decoder_layers=1)
 
 
-@pytest.mark.skipif(not MULTI30K.is_dir(), reason="needs ../shared/data/multi30k")
+@pytest.mark.skipif(not MULTI30K.is_dir(), reason=MISSING_DATA)
 @pytest.mark.parametrize(
     "model_type, model_class, paper",
     [

@@ -11,7 +11,7 @@ import pytest
 from transformers import AutoTokenizer, DataCollatorForSeq2Seq
 
 import hf_vanilla_transformer as hvt
-from tests.helpers import MULTI30K, multi30k_tokenizer
+from tests.helpers import multi30k_file, multi30k_tokenizer
 
 TEXTS = [
     "Ein kleines Mädchen klettert in ein Spielhaus aus Holz.",
@@ -186,7 +186,7 @@ def test_bad_inputs(tmp_path):
     with pytest.raises(ValueError, match="no text"):
         hvt.train_tokenizer([empty], vocab_size=500)
     with pytest.raises(ValueError, match="vocab_size must be at least 260"):
-        hvt.train_tokenizer([MULTI30K / "val.en"], vocab_size=100)
+        hvt.train_tokenizer([multi30k_file("val.en")], vocab_size=100)
 
 
 def test_train_from_texts():

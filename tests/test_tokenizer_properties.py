@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from transformers import PreTrainedTokenizerFast
 
 import hf_vanilla_transformer as hvt
-from tests.helpers import MULTI30K
+from tests.helpers import multi30k_file
 
 SPECIAL_IDS = {0, 1, 2, 3}
 EOS_ID = 2
@@ -51,7 +51,7 @@ SETTINGS = settings(
 def tokenizer() -> PreTrainedTokenizerFast:
     lines = []
     for name in ("train.de", "train.en"):
-        with (MULTI30K / name).open(encoding="utf-8") as handle:
+        with multi30k_file(name).open(encoding="utf-8") as handle:
             lines += [next(handle) for _ in range(2000)]
     return hvt.train_tokenizer(texts=lines, vocab_size=1000)
 

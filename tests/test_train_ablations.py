@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import hf_vanilla_transformer as hvt
-from tests.helpers import MULTI30K, TINY_SIZES
+from tests.helpers import MISSING_DATA, MULTI30K, TINY_SIZES
 from tests.train_helpers import one_thread, tiny_settings, write_slice  # noqa: F401 (autouse fixture)
 from train import ablations
 from train.ablations import ABLATIONS, BY_NAME, ablation_table, row_config, run_ablations, validation_curve
@@ -87,7 +87,7 @@ def test_rows_scored_from_a_run_train_nothing():
 # ---- a sweep of tiny runs --------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not MULTI30K.is_dir(), reason="needs ../shared/data/multi30k")
+@pytest.mark.skipif(not MULTI30K.is_dir(), reason=MISSING_DATA)
 def test_a_sweep_trains_each_run_once_scores_it_and_skips_finished_rows(tmp_path, monkeypatch):
     data = write_slice(tmp_path / "data")
     tiny = tiny_settings(data, tmp_path / "unused", max_steps=8, eval_steps=4, max_eval_samples=20)

@@ -12,7 +12,7 @@ import pytest
 from sacrebleu.metrics import BLEU
 
 from hf_vanilla_transformer.configuration_vanilla_transformer import PRESETS
-from tests.helpers import MULTI30K, ONE_LAYER_SIZES
+from tests.helpers import MISSING_DATA, MULTI30K, ONE_LAYER_SIZES
 from tests.train_helpers import one_thread, tiny_settings, write_slice  # noqa: F401 (autouse fixture)
 from train import compare_baseline
 from train.baseline import SIZE_FIELDS, BaselineSettings, recipe_config, recipe_sizes, train_baseline
@@ -20,7 +20,7 @@ from train.config import TrainConfig
 from train.precision import machine_description
 from train.recipe import SETTINGS
 
-needs_multi30k = pytest.mark.skipif(not MULTI30K.is_dir(), reason="needs ../shared/data/multi30k")
+needs_multi30k = pytest.mark.skipif(not MULTI30K.is_dir(), reason=MISSING_DATA)
 
 BLEU_SIG = "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0"
 CHRF_SIG = "nrefs:1|case:mixed|eff:yes|nc:6|nw:0|space:no|version:2.6.0"

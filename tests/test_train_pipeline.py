@@ -13,13 +13,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.helpers import MULTI30K, REPO_ROOT
+from tests.helpers import MISSING_DATA, MULTI30K, REPO_ROOT
 from tests.train_helpers import TINY_MODEL, tiny_settings, train_command, write_slice
 from train import translate as translate_cli
 from train.config import TrainConfig
 from train.train import build_model, last_complete_checkpoint, train
 
-pytestmark = pytest.mark.skipif(not MULTI30K.is_dir(), reason="needs ../shared/data/multi30k")
+pytestmark = pytest.mark.skipif(not MULTI30K.is_dir(), reason=MISSING_DATA)
 
 
 @pytest.fixture(scope="module")

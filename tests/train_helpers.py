@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers import MULTI30K, ONE_LAYER_SIZES
+from tests.helpers import ONE_LAYER_SIZES, multi30k_file
 
 TINY_MODEL = {**ONE_LAYER_SIZES, "max_position_embeddings": 128}
 
@@ -20,7 +20,7 @@ def write_slice(folder: Path, sizes=(("train", 400), ("val", 40), ("test2016", 3
     folder.mkdir(parents=True, exist_ok=True)
     for split, n in sizes:
         for lang in ("de", "en"):
-            lines = (MULTI30K / f"{split}.{lang}").read_text(encoding="utf-8").splitlines()[offset : offset + n]
+            lines = multi30k_file(f"{split}.{lang}").read_text(encoding="utf-8").splitlines()[offset : offset + n]
             (folder / f"{split}.{lang}").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return folder
 
