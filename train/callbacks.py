@@ -112,6 +112,12 @@ class TimeBudgetCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         self.start = time.monotonic()
 
+    def fraction_spent(self) -> float:
+        """The fraction of the budget spent so far (0 before training begins, 1 at its end)."""
+        if self.start is None or self.seconds <= 0:
+            return 0.0 if self.start is None else 1.0
+        return min((time.monotonic() - self.start) / self.seconds, 1.0)
+
     def on_step_end(self, args, state, control, **kwargs):
         if self.start is not None and time.monotonic() - self.start >= self.seconds:
             control.should_training_stop = True

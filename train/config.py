@@ -77,7 +77,11 @@ class TrainConfig:
     """Training steps (the base model trained 100k steps, §5.2)."""
     max_train_minutes: float | None = None
     """Stop training after this many minutes of wall-clock time (a checkpoint is saved there);
-    the learning-rate schedule does not depend on it. None: train for max_steps."""
+    the learning-rate schedule depends on it only through `cooldown_fraction`. None: train for max_steps."""
+    cooldown_fraction: float = 0.0
+    """Not in the paper: over the last `cooldown_fraction` of training (of the time budget, else of
+    max_steps) the learning rate falls linearly to 0, on top of §5.3's curve, so that a budgeted run
+    ends annealed (`train.schedule.cooldown_factor`). 0: §5.3's curve to the end."""
     num_threads: int | None = None
     """torch intra-op threads (None: torch's default)."""
     precision: str = "auto"
@@ -154,6 +158,8 @@ class TrainConfig:
             problems.append(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.max_train_minutes is not None and self.max_train_minutes < 0:
             problems.append(f"max_train_minutes must be >= 0 or null, got {self.max_train_minutes}")
+        if not 0.0 <= self.cooldown_fraction < 1.0:
+            problems.append(f"cooldown_fraction must be in [0, 1), got {self.cooldown_fraction}")
         if self.precision not in PRECISIONS:
             problems.append(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.lr_factor <= 0:

@@ -29,6 +29,11 @@ That is negligible, and transformers has no public setting that shifts `inverse_
 (it takes only `timescale`), so training keeps the stock scheduler rather than a custom one. The
 test (`tests/test_train_schedule.py`) builds the scheduler a run builds and compares every step
 with the formula above.
+
+Cool-down (not in the paper, `TrainConfig.cooldown_fraction`): §5.3's curve never reaches zero, so a
+run stopped by a time budget ends at a high learning rate. With a cool-down, the last fraction of
+the budget multiplies the curve by a factor falling linearly from 1 to 0 (`cooldown_factor`), as a
+"warmup-stable-decay" schedule does; `TokenBudgetSeq2SeqTrainer(lr_multiplier=...)` applies it.
 """
 
 from __future__ import annotations
@@ -46,3 +51,13 @@ def peak_learning_rate(d_model: int, warmup_steps: int, factor: float = 1.0) -> 
     if factor <= 0:
         raise ValueError(f"the learning-rate factor must be > 0, got {factor}")
     return factor * d_model**-0.5 * warmup_steps**-0.5
+
+
+def cooldown_factor(progress: float, cooldown_fraction: float) -> float:
+    """The learning-rate multiplier at `progress` (the fraction of the training budget spent, 0 to 1):
+    1 until `1 - cooldown_fraction`, then linearly down to 0 at the end of the budget."""
+    if not 0.0 <= cooldown_fraction < 1.0:
+        raise ValueError(f"cooldown_fraction must be in [0, 1), got {cooldown_fraction}")
+    if cooldown_fraction == 0.0:
+        return 1.0
+    return min(1.0, max(0.0, (1.0 - progress) / cooldown_fraction))

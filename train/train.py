@@ -39,7 +39,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +74,7 @@ from train.init_embeddings import init_embeddings_from_file
 from train.lines import write_text_atomic
 from train.model_folder import load_checked_model, load_model, load_tokenizer
 from train.precision import choose_precision, machine_description
-from train.schedule import LR_SCHEDULER_TYPE, peak_learning_rate
+from train.schedule import LR_SCHEDULER_TYPE, cooldown_factor, peak_learning_rate
 from train.trainer import TokenBudgetSeq2SeqTrainer
 
 logger = logging.getLogger("train")
@@ -161,6 +161,16 @@ def _new_or_loaded_model(cfg: TrainConfig, tokenizer):
             **cfg.model,
         )
     )
+
+
+def cooldown_multiplier(cfg: TrainConfig, time_budget: TimeBudgetCallback | None) -> Callable[[int], float] | None:
+    """`step -> factor` of the cool-down (`cfg.cooldown_fraction`): over the last fraction of the time
+    budget when there is one, else of `max_steps`. None without a cool-down."""
+    if not cfg.cooldown_fraction:
+        return None
+    if time_budget is not None:
+        return lambda step: cooldown_factor(time_budget.fraction_spent(), cfg.cooldown_fraction)
+    return lambda step: cooldown_factor(step / cfg.max_steps, cfg.cooldown_fraction)
 
 
 def training_arguments(cfg: TrainConfig, d_model: int, precision: str = "fp32") -> Seq2SeqTrainingArguments:
@@ -309,8 +319,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         # transformers 5.24 once made cached decoding ignore its cache: catch that at the first validation.
         DecodingCheckCallback(eval_ds["input_ids"][:8], tokenizer.pad_token_id),
     ]
-    if cfg.max_train_minutes is not None:
-        callbacks.append(TimeBudgetCallback(cfg.max_train_minutes))
+    time_budget = TimeBudgetCallback(cfg.max_train_minutes) if cfg.max_train_minutes is not None else None
+    if time_budget is not None:
+        callbacks.append(time_budget)
     if cfg.early_stopping_patience is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
     trainer = TokenBudgetSeq2SeqTrainer(
@@ -324,6 +335,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         callbacks=callbacks,
         max_tokens=cfg.max_tokens,
         label_smoothing=cfg.label_smoothing,
+        lr_multiplier=cooldown_multiplier(cfg, time_budget),
     )
     if cfg.max_train_minutes is not None and trainer.pop_callback(ProgressCallback) is not None:
         estimate = after_training_estimate(cfg, model, raw)

@@ -37,9 +37,11 @@ from __future__ import annotations
 import copy
 import inspect
 import logging
+from collections.abc import Callable
 from functools import partial
 
 import datasets
+from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader, Dataset, Sampler
 from transformers import Seq2SeqTrainer
 from transformers.trainer_utils import seed_worker
@@ -61,10 +63,19 @@ class TokenBudgetSeq2SeqTrainer(Seq2SeqTrainer):
             negative log-likelihood. A model whose `forward` takes no `label_smoothing` is refused
             unless it is 0 (use `Seq2SeqTrainingArguments.label_smoothing_factor` for such models).
         sort_eval_by_length: order evaluation examples longest first.
+        lr_multiplier: `step -> factor` applied on top of the learning-rate schedule the training
+            arguments name (e.g. a cool-down over a time budget, `train.schedule.cooldown_factor`).
+            None: the schedule as it is.
     """
 
     def __init__(
-        self, *args, max_tokens: int, label_smoothing: float = 0.0, sort_eval_by_length: bool = True, **kwargs
+        self,
+        *args,
+        max_tokens: int,
+        label_smoothing: float = 0.0,
+        sort_eval_by_length: bool = True,
+        lr_multiplier: Callable[[int], float] | None = None,
+        **kwargs,
     ) -> None:
         if max_tokens < 1:
             raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
@@ -79,6 +90,25 @@ class TokenBudgetSeq2SeqTrainer(Seq2SeqTrainer):
         self.max_tokens = max_tokens
         self.label_smoothing = label_smoothing
         self.sort_eval_by_length = sort_eval_by_length
+        self.lr_multiplier = lr_multiplier
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        """The Trainer's scheduler, times `lr_multiplier(step)` when one is given. transformers'
+        warm-up schedules (`inverse_sqrt` among them) are `LambdaLR`s; their step functions are
+        composed with the multiplier in a new `LambdaLR`, so the logged learning rate is the one used."""
+        if self.lr_scheduler is not None or self.lr_multiplier is None:
+            return super().create_scheduler(num_training_steps, optimizer)
+        scheduler = super().create_scheduler(num_training_steps, optimizer)
+        if not isinstance(scheduler, LambdaLR):
+            raise TypeError(
+                f"lr_multiplier needs a LambdaLR schedule; lr_scheduler_type={self.args.lr_scheduler_type!r} "
+                f"built a {type(scheduler).__name__}"
+            )
+        multiplier = self.lr_multiplier
+        self.lr_scheduler = LambdaLR(
+            scheduler.optimizer, [lambda step, f=f: f(step) * multiplier(step) for f in scheduler.lr_lambdas]
+        )
+        return self.lr_scheduler
 
     def compute_loss(self, model, inputs, *args, **kwargs):
         """The model's own loss, label-smoothed with `label_smoothing` (§5.4)."""
