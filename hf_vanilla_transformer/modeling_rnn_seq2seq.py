@@ -40,8 +40,6 @@ Differences from the papers (shared with the Transformer of this package, or for
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from torch import nn
 from transformers import PreTrainedModel
@@ -50,21 +48,12 @@ from transformers.modeling_outputs import Seq2SeqLMOutput, Seq2SeqModelOutput
 from transformers.utils import can_return_tuple
 
 from .compat import cache_field, output_cache, resolve_cache
+from .conditional_generation import ConditionalGenerationMixin
 from .configuration_rnn_seq2seq import RecurrentSeq2SeqConfig, RNNEncoderDecoderConfig, RNNSearchConfig
 from .generation import paper_generation_config
-from .pipeline_translation import TranslationPipeline  # imported here so save_pretrained ships its file
 from .recurrent_generation import RecurrentGenerationMixin, RecurrentStateCache
 from .rnn_layers import AdditiveAttention, AttentionDecoder, PlainDecoder, RecurrentEncoder, RecurrentEncoderOutput
-from .seq2seq_loss import label_smoothed_nll_loss, shift_tokens_right
-
-# Written into config.json on save: `pipeline("translation", model=..., trust_remote_code=True)` finds it.
-CUSTOM_PIPELINES = {
-    "translation": {
-        "impl": f"pipeline_translation.{TranslationPipeline.__name__}",
-        "pt": ["AutoModelForSeq2SeqLM"],
-        "type": "text",
-    }
-}
+from .seq2seq_loss import label_smoothed_nll_loss
 
 SUTSKEVER_INIT_RANGE = 0.08
 """Sutskever et al. §3.4: "We initialized all of the LSTM's parameters with the uniform distribution between -0.08
@@ -284,50 +273,17 @@ class RNNSearchModel(RNNSearchPreTrainedModel, _RecurrentSeq2SeqModel):
         return {"encoder_mask": mask, "attention_keys": keys}
 
 
-class _RecurrentSeq2SeqForConditionalGeneration(RecurrentSeq2SeqPreTrainedModel):
-    """A bare recurrent encoder-decoder with the output layer (tied to the embeddings) and the loss; the models below
-    add `generate()` (`RecurrentGenerationMixin`) and their paper's initialisation."""
+class _RecurrentSeq2SeqForConditionalGeneration(ConditionalGenerationMixin, RecurrentSeq2SeqPreTrainedModel):
+    """A bare recurrent encoder-decoder with the output layer (tied to the embeddings, `ConditionalGenerationMixin`)
+    and the loss; the models below add `generate()` (`RecurrentGenerationMixin`) and their paper's initialisation."""
 
     base_model_class: type[_RecurrentSeq2SeqModel]
-    _tied_weights_keys = {"lm_head.weight": "model.decoder.embed_tokens.weight"}
 
     def __init__(self, config: RecurrentSeq2SeqConfig):
         super().__init__(config)
-        self.model = self.base_model_class(config)
-        if config.share_encoder_decoder_embeddings:
-            self._tied_weights_keys = {
-                "lm_head.weight": "model.shared.weight",
-                "model.encoder.embed_tokens.weight": "model.shared.weight",
-                "model.decoder.embed_tokens.weight": "model.shared.weight",
-            }
-        self.lm_head = nn.Linear(config.embedding_size, config.vocab_size, bias=False)
+        self._build_model_and_output_layer(config, config.embedding_size)
         self.post_init()
         self.generation_config = paper_generation_config(config)
-
-    def save_pretrained(self, save_directory, *args, **kwargs):
-        """Also records, for remote-code loading, the bare model (`AutoModel`, used by the feature-extraction
-        pipeline) and the translation pipeline in `config.json`; their code files are copied with this one's."""
-        if self._auto_class is not None:
-            auto_map = dict(getattr(self.config, "auto_map", None) or {})
-            auto_map["AutoModel"] = f"{Path(__file__).stem}.{self.base_model_class.__name__}"
-            self.config.auto_map = auto_map
-        self.config.custom_pipelines = CUSTOM_PIPELINES
-        return super().save_pretrained(save_directory, *args, **kwargs)
-
-    def get_encoder(self, modality: str | None = None) -> RecurrentEncoder:
-        return self.model.encoder
-
-    def get_decoder(self) -> nn.Module:
-        return self.model.decoder
-
-    def get_output_embeddings(self) -> nn.Linear:
-        return self.lm_head
-
-    def set_output_embeddings(self, new_embeddings: nn.Linear) -> None:
-        self.lm_head = new_embeddings
-
-    def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
-        return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
 
     @can_return_tuple
     def forward(

@@ -39,7 +39,6 @@ Deviations from the paper (each is tested in `tests/`):
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -57,22 +56,13 @@ from transformers.utils import can_return_tuple
 
 from .attention import AdditiveScore, attention_kernel_for_score
 from .compat import cache_field, output_cache, resolve_cache
+from .conditional_generation import ConditionalGenerationMixin
 from .configuration_vanilla_transformer import VanillaTransformerConfig
 from .generation import PaperGenerationMixin, paper_generation_config
 from .layers import DecoderLayer, EncoderLayer
 from .onednn import onednn_linear
-from .pipeline_translation import TranslationPipeline  # imported here so save_pretrained ships its file
 from .positional_encoding import LearnedPositionalEmbedding, SinusoidalPositionalEncoding, check_positions_fit
-from .seq2seq_loss import label_smoothed_nll_loss, shift_tokens_right  # shared with the recurrent models
-
-# Written into config.json on save: `pipeline("translation", model=..., trust_remote_code=True)` finds it.
-CUSTOM_PIPELINES = {
-    "translation": {
-        "impl": f"pipeline_translation.{TranslationPipeline.__name__}",
-        "pt": ["AutoModelForSeq2SeqLM"],
-        "type": "text",
-    }
-}
+from .seq2seq_loss import label_smoothed_nll_loss  # shared with the recurrent models
 
 
 class VanillaTransformerPreTrainedModel(PreTrainedModel):
@@ -401,52 +391,22 @@ class VanillaTransformerModel(VanillaTransformerPreTrainedModel):
         )
 
 
-class VanillaTransformerForConditionalGeneration(PaperGenerationMixin, VanillaTransformerPreTrainedModel):
+class VanillaTransformerForConditionalGeneration(
+    PaperGenerationMixin, ConditionalGenerationMixin, VanillaTransformerPreTrainedModel
+):
     """Encoder-decoder with the pre-softmax linear layer (§3.4), loss and `generate()`.
 
-    `lm_head` shares its weight with the embeddings (`tie_word_embeddings`, §3.4); no output bias.
+    `lm_head` shares its weight with the embeddings (`tie_word_embeddings`, §3.4); no output bias. The output layer,
+    its accessors and the remote-code records of `save_pretrained` are `ConditionalGenerationMixin`'s.
     """
 
-    _tied_weights_keys = {"lm_head.weight": "model.decoder.embed_tokens.weight"}
+    base_model_class = VanillaTransformerModel
 
     def __init__(self, config: VanillaTransformerConfig):
         super().__init__(config)
-        self.model = VanillaTransformerModel(config)
-        if config.share_encoder_decoder_embeddings:
-            self._tied_weights_keys = {
-                "lm_head.weight": "model.shared.weight",
-                "model.encoder.embed_tokens.weight": "model.shared.weight",
-                "model.decoder.embed_tokens.weight": "model.shared.weight",
-            }
-        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self._build_model_and_output_layer(config, config.d_model)
         self.post_init()
         self.generation_config = paper_generation_config(config)
-
-    def save_pretrained(self, save_directory, *args, **kwargs):
-        """Also records, for remote-code loading, the bare model (`AutoModel`, used by the
-        feature-extraction pipeline) and the translation pipeline in `config.json`; their code
-        files are copied with this one's."""
-        if self._auto_class is not None:
-            auto_map = dict(getattr(self.config, "auto_map", None) or {})
-            auto_map["AutoModel"] = f"{Path(__file__).stem}.{VanillaTransformerModel.__name__}"
-            self.config.auto_map = auto_map
-        self.config.custom_pipelines = CUSTOM_PIPELINES
-        return super().save_pretrained(save_directory, *args, **kwargs)
-
-    def get_encoder(self, modality: str | None = None) -> VanillaTransformerEncoder:
-        return self.model.encoder
-
-    def get_decoder(self) -> VanillaTransformerDecoder:
-        return self.model.decoder
-
-    def get_output_embeddings(self) -> nn.Linear:
-        return self.lm_head
-
-    def set_output_embeddings(self, new_embeddings: nn.Linear) -> None:
-        self.lm_head = new_embeddings
-
-    def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
-        return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
 
     @can_return_tuple
     def forward(

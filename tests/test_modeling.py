@@ -8,8 +8,8 @@ from safetensors import safe_open
 from transformers import AutoModel, AutoModelForSeq2SeqLM
 
 import hf_vanilla_transformer as hvt
-from hf_vanilla_transformer.modeling_vanilla_transformer import label_smoothed_nll_loss, shift_tokens_right
 from hf_vanilla_transformer.positional_encoding import sinusoidal_table
+from hf_vanilla_transformer.seq2seq_loss import label_smoothed_nll_loss, shift_tokens_right
 from tests.helpers import random_batch, tiny_model
 
 

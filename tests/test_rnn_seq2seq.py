@@ -12,8 +12,9 @@ from torch import nn
 from transformers import AutoModel, AutoModelForSeq2SeqLM, pipeline
 
 import hf_vanilla_transformer as hvt
-from hf_vanilla_transformer import modeling_vanilla_transformer, seq2seq_loss
+from hf_vanilla_transformer import modeling_rnn_seq2seq, modeling_vanilla_transformer, seq2seq_loss
 from hf_vanilla_transformer.compat import output_cache
+from hf_vanilla_transformer.conditional_generation import ConditionalGenerationMixin
 from hf_vanilla_transformer.recurrent_generation import RecurrentStateCache
 from tests.helpers import multi30k_tokenizer, random_batch
 from tests.hub_helpers import result_of, run_isolated
@@ -363,9 +364,15 @@ def test_from_pretrained_keeps_the_loaded_weights(tmp_path):
 
 
 # ---------------------------------------------------------------------------- loss
-def test_the_transformer_and_the_recurrent_models_share_one_loss():
+def test_the_transformer_and_the_recurrent_models_share_one_loss_and_output_layer():
     assert modeling_vanilla_transformer.label_smoothed_nll_loss is seq2seq_loss.label_smoothed_nll_loss
-    assert modeling_vanilla_transformer.shift_tokens_right is seq2seq_loss.shift_tokens_right
+    assert modeling_rnn_seq2seq.label_smoothed_nll_loss is seq2seq_loss.label_smoothed_nll_loss
+    for model_class in (
+        hvt.VanillaTransformerForConditionalGeneration,
+        hvt.RNNEncoderDecoderForConditionalGeneration,
+        hvt.RNNSearchForConditionalGeneration,
+    ):
+        assert issubclass(model_class, ConditionalGenerationMixin)
 
 
 @pytest.mark.parametrize("model_type", MODEL_TYPES)
