@@ -137,8 +137,7 @@ def test_int8_runs_and_mostly_agrees(ct2, tokenizer):
 
 @torch.no_grad()
 def test_translate_with_ctranslate2_gives_our_translations(ct2, tokenizer):
-    from train.export import translate_with_ctranslate2
-    from train.translate import translate
+    from train.translate import translate, translate_with_ctranslate2
 
     model, fp32, _ = ct2
     texts = [*SAMPLE_LINES, "Hunde.", "A man, a dog; zwei Hunde!"]
@@ -184,8 +183,8 @@ def test_cli_exports(model_dir, tmp_path, capsys):
     pytest.importorskip("ctranslate2", reason="CTranslate2 export needs ctranslate2 (the `export` extra)")
     from transformers import MarianMTModel
 
-    from train.export import main, translate_with_ctranslate2
-    from train.translate import load_model, translate
+    from train.export import main
+    from train.translate import load_model, translate, translate_with_ctranslate2
 
     with pytest.warns(UserWarning, match="GNMT length penalty"):
         main([str(model_dir), "--to", "marian", "--output", str(tmp_path / "marian")])
@@ -280,13 +279,14 @@ def test_onnx_greedy_decoding_equals_ours(onnx_export):
 )
 def test_missing_packages_name_the_extra(monkeypatch, tmp_path, package, call):
     from train import export
+    from train.translate import translate_with_ctranslate2
 
     monkeypatch.setitem(sys.modules, package, None)  # makes `import package` fail
     with pytest.raises(
         ImportError, match=rf"needs the `{package}` package: pip install 'hf-vanilla-transformer\[export\]'"
     ):
         if call == "translate":
-            export.translate_with_ctranslate2(tmp_path, ["Hunde."])
+            translate_with_ctranslate2(tmp_path, ["Hunde."])
         elif call == "onnx":
             export.OnnxSeq2Seq(tmp_path)
         else:

@@ -10,8 +10,8 @@ import torch
 from datasets import Dataset
 
 from tests.helpers import tiny_model
-from train.config import TrainConfig
 from train.callbacks import TimeBudgetCallback
+from train.config import TrainConfig
 from train.schedule import cooldown_factor, peak_learning_rate
 from train.train import cooldown_multiplier, training_arguments
 from train.trainer import TokenBudgetSeq2SeqTrainer

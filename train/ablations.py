@@ -100,7 +100,7 @@ ABLATIONS: tuple[Ablation, ...] = (
              {"model.attention_score": "dot_product"}),
     Ablation("additive-scores", "additive attention w_v^T tanh(W_q q + W_k k) per head (Bahdanau et al.; §3.2.1)",
              {"model.attention_score": "additive"}),
-    Ablation("cooldown-0.2", "not in the paper: the learning rate falls linearly to 0 over the last 20% of the time budget",
+    Ablation("cooldown-0.2", "not in the paper: the rate falls linearly to 0 over the last 20% of the time budget",
              {"cooldown_fraction": 0.2}),
     Ablation("no-averaging", "the recipe's run, its last checkpoint instead of the average of the last 5 (§6.1)",
              scored_from="recipe", checkpoint="last"),

@@ -15,7 +15,7 @@
   last vocabulary entry (it drops the last row of every vocabulary matrix). Our decoder starts from the
   learned embedding of `<s>`, and our `<pad>` is id 0; `convert_marian_to_ctranslate2` keeps both. The
   tokenizer is saved next to the model: CTranslate2 works on token strings, which
-  `translate_with_ctranslate2` makes with our tokenizer and turns back into text.
+  `train.translate.translate_with_ctranslate2` makes with our tokenizer and turns back into text.
 - `onnx`: `encoder.onnx` (source ids, mask -> encoder states) and `decoder.onnx` (target prefix,
   encoder states, source mask -> logits for every prefix position), exported with `torch.onnx.export`
   with dynamic batch and lengths. The decoder has no key/value cache: each step recomputes the prefix.
@@ -23,7 +23,7 @@
 Decoding differences (see also `marian_export`): CTranslate2 ranks beams with `score / len**alpha`,
 `len` counting `</s>`, exactly transformers' length penalty (tests/test_train_export.py checks the scores);
 the paper's GNMT form is not available there, so CTranslate2 decodes like our `generate(...,
-length_penalty_form="hf")`. `translate_with_ctranslate2` keeps our other rule, at most input length
+length_penalty_form="hf")`. `train.translate.translate_with_ctranslate2` keeps our other rule, at most input length
 + 50 new tokens per sentence (§6.1). `--check multi30k` reports the BLEU of all of these.
 
 Needs `pip install 'hf-vanilla-transformer[export]'` (ctranslate2; onnx, onnxscript, onnxruntime).
@@ -36,7 +36,6 @@ import json
 import sys
 import tempfile
 import time
-from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -46,19 +45,11 @@ import torch
 from torch import nn
 from transformers import AutoTokenizer, MarianMTModel, PreTrainedModel, PreTrainedTokenizerBase
 
-from hf_vanilla_transformer.generation import MAX_NEW_TOKENS_OVER_INPUT
 from hf_vanilla_transformer.marian_export import save_as_marian
+from train.extras import require_extra
 
-EXTRA = "pip install 'hf-vanilla-transformer[export]'"
 QUANTIZATIONS = ("int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16", "float16", "bfloat16", "float32")
 """CTranslate2's weight types (`ctranslate2.specs.model_spec.ACCEPTED_MODEL_TYPES`)."""
-
-
-def _require(module: str, purpose: str):
-    try:
-        return __import__(module)
-    except ImportError as error:
-        raise ImportError(f"{purpose} needs the `{module}` package: {EXTRA}") from error
 
 
 # ---- CTranslate2 ------------------------------------------------------------------------------
@@ -71,7 +62,7 @@ def convert_marian_to_ctranslate2(
 
     `quantization` is CTranslate2's weight type (`"int8"`, ...; default: the weights' float32).
     """
-    _require("ctranslate2", "CTranslate2 conversion")
+    require_extra("ctranslate2", "CTranslate2 conversion")
     from ctranslate2.converters import Converter
     from ctranslate2.converters.transformers import BartLoader
 
@@ -128,66 +119,6 @@ def export_ctranslate2(
         return convert_marian_to_ctranslate2(marian_dir, output_dir, quantization, force)
 
 
-def translate_with_ctranslate2(
-    model_dir: str | Path,
-    texts: Sequence[str],
-    *,
-    num_beams: int | None = None,
-    length_penalty: float | None = None,
-    max_new_tokens: int | None = None,
-    batch_size: int = 32,
-    device: str = "cpu",
-    intra_threads: int = 0,
-) -> list[str]:
-    """Translate `texts` (in order) with a CTranslate2 folder written by `export_ctranslate2`.
-
-    Same decoding as `train.translate.translate` with `length_penalty_form="hf"`: beam search with
-    `score / len**alpha`, and without `max_new_tokens` at most input length + 50 new tokens per sentence
-    (§6.1), within the position table. An empty (or blank) text gives `""`, as the translate CLI and
-    the pipeline do (CTranslate2 would not decode a source that is only `</s>` anyway).
-    `intra_threads=0` lets CTranslate2 choose the thread count. `num_beams` and `length_penalty` default
-    to the exported model's generation config (`generation_config.json` in the folder).
-    """
-    if isinstance(texts, str):
-        raise TypeError("translate_with_ctranslate2() takes a list of sentences, not a single string")
-    ctranslate2 = _require("ctranslate2", "translate_with_ctranslate2")
-    saved = Path(model_dir) / "generation_config.json"
-    defaults = json.loads(saved.read_text()) if saved.is_file() else {}
-    if num_beams is None or length_penalty is None:
-        if not defaults:
-            raise FileNotFoundError(f"{saved} is missing: pass num_beams and length_penalty, or export the model again")
-        num_beams = num_beams if num_beams is not None else defaults.get("num_beams", 1)
-        length_penalty = length_penalty if length_penalty is not None else defaults.get("length_penalty", 1.0)
-    translator = ctranslate2.Translator(str(model_dir), device=device, intra_threads=intra_threads)
-    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
-    positions = tokenizer.model_max_length  # the model's max_position_embeddings, written at export
-    sources = {
-        i: tokenizer.convert_ids_to_tokens(tokenizer(text, truncation=True, max_length=positions).input_ids)
-        for i, text in enumerate(texts)
-        if text.strip()
-    }
-    # CTranslate2 takes one length limit per call: sentences are grouped by their limit.
-    by_limit: dict[int, list[int]] = defaultdict(list)
-    for i, source in sources.items():
-        limit = len(source) + MAX_NEW_TOKENS_OVER_INPUT if max_new_tokens is None else max_new_tokens
-        by_limit[min(limit, positions - 1)].append(i)  # the decoder start token takes a position
-    outputs = [""] * len(texts)
-    for limit, rows in by_limit.items():
-        results = translator.translate_batch(
-            [sources[i] for i in rows],
-            beam_size=num_beams,
-            length_penalty=length_penalty,
-            max_decoding_length=limit,
-            min_decoding_length=0,  # CTranslate2's default 1 forbids </s> as the first token
-            max_input_length=0,  # already truncated above
-            max_batch_size=batch_size,
-        )
-        for i, result in zip(rows, results, strict=True):
-            ids = tokenizer.convert_tokens_to_ids(result.hypotheses[0])
-            outputs[i] = tokenizer.decode(ids, skip_special_tokens=True).strip()
-    return outputs
-
-
 # ---- ONNX -------------------------------------------------------------------------------------
 
 ENCODER_INPUTS = ("input_ids", "attention_mask")
@@ -221,7 +152,7 @@ class _Decoder(nn.Module):
 @torch.no_grad()
 def export_onnx(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase | None, output_dir: str | Path) -> Path:
     """Write `encoder.onnx` and `decoder.onnx` (weights in `*.onnx.data`), the model's config and tokenizer."""
-    _require("onnxscript", "ONNX export")
+    require_extra("onnxscript", "ONNX export")
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     model = model.eval()
@@ -275,7 +206,7 @@ class OnnxSeq2Seq:
     """The exported encoder and decoder on ONNX Runtime: `logits(...)` and greedy decoding."""
 
     def __init__(self, onnx_dir: str | Path):
-        ort = _require("onnxruntime", "Running the ONNX export")
+        ort = require_extra("onnxruntime", "Running the ONNX export")
         onnx_dir = Path(onnx_dir)
         self.encoder = ort.InferenceSession(str(onnx_dir / "encoder.onnx"), providers=["CPUExecutionProvider"])
         self.decoder = ort.InferenceSession(str(onnx_dir / "decoder.onnx"), providers=["CPUExecutionProvider"])
@@ -336,7 +267,7 @@ def check_multi30k(
     """
     from train.data import load_split
     from train.evaluate import score
-    from train.translate import load_model, translate
+    from train.translate import load_model, translate, translate_with_ctranslate2
 
     data = load_split("multi30k", src_lang, tgt_lang, split, data_dir=str(data_dir) if data_dir else None)
     if max_samples is not None:

@@ -29,15 +29,19 @@ beam 4, length penalty 0.6, at most input length + 50 tokens), except the settin
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from hf_vanilla_transformer.generation import MAX_NEW_TOKENS_OVER_INPUT
+from train.extras import require_extra
 from train.lines import decode_utf8, split_lines, write_lines_atomic
 from train.model_folder import load_model
 
@@ -122,6 +126,66 @@ def translate(
     return outputs
 
 
+def translate_with_ctranslate2(
+    model_dir: str | Path,
+    texts: Sequence[str],
+    *,
+    num_beams: int | None = None,
+    length_penalty: float | None = None,
+    max_new_tokens: int | None = None,
+    batch_size: int = 32,
+    device: str = "cpu",
+    intra_threads: int = 0,
+) -> list[str]:
+    """Translate `texts` (in order) with a CTranslate2 folder written by `export_ctranslate2`.
+
+    Same decoding as `train.translate.translate` with `length_penalty_form="hf"`: beam search with
+    `score / len**alpha`, and without `max_new_tokens` at most input length + 50 new tokens per sentence
+    (§6.1), within the position table. An empty (or blank) text gives `""`, as the translate CLI and
+    the pipeline do (CTranslate2 would not decode a source that is only `</s>` anyway).
+    `intra_threads=0` lets CTranslate2 choose the thread count. `num_beams` and `length_penalty` default
+    to the exported model's generation config (`generation_config.json` in the folder).
+    """
+    if isinstance(texts, str):
+        raise TypeError("translate_with_ctranslate2() takes a list of sentences, not a single string")
+    ctranslate2 = require_extra("ctranslate2", "translate_with_ctranslate2")
+    saved = Path(model_dir) / "generation_config.json"
+    defaults = json.loads(saved.read_text()) if saved.is_file() else {}
+    if num_beams is None or length_penalty is None:
+        if not defaults:
+            raise FileNotFoundError(f"{saved} is missing: pass num_beams and length_penalty, or export the model again")
+        num_beams = num_beams if num_beams is not None else defaults.get("num_beams", 1)
+        length_penalty = length_penalty if length_penalty is not None else defaults.get("length_penalty", 1.0)
+    translator = ctranslate2.Translator(str(model_dir), device=device, intra_threads=intra_threads)
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    positions = tokenizer.model_max_length  # the model's max_position_embeddings, written at export
+    sources = {
+        i: tokenizer.convert_ids_to_tokens(tokenizer(text, truncation=True, max_length=positions).input_ids)
+        for i, text in enumerate(texts)
+        if text.strip()
+    }
+    # CTranslate2 takes one length limit per call: sentences are grouped by their limit.
+    by_limit: dict[int, list[int]] = defaultdict(list)
+    for i, source in sources.items():
+        limit = len(source) + MAX_NEW_TOKENS_OVER_INPUT if max_new_tokens is None else max_new_tokens
+        by_limit[min(limit, positions - 1)].append(i)  # the decoder start token takes a position
+    outputs = [""] * len(texts)
+    for limit, rows in by_limit.items():
+        results = translator.translate_batch(
+            [sources[i] for i in rows],
+            beam_size=num_beams,
+            length_penalty=length_penalty,
+            max_decoding_length=limit,
+            min_decoding_length=0,  # CTranslate2's default 1 forbids </s> as the first token
+            max_input_length=0,  # already truncated above
+            max_batch_size=batch_size,
+        )
+        for i, result in zip(rows, results, strict=True):
+            ids = tokenizer.convert_tokens_to_ids(result.hypotheses[0])
+            outputs[i] = tokenizer.decode(ids, skip_special_tokens=True).strip()
+    return outputs
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
     try:
@@ -156,8 +220,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     raw = Path(args.input).read_bytes() if args.input else sys.stdin.buffer.read()
     lines = split_lines(decode_utf8(raw, args.input or "<stdin>"))
     if args.engine == "ctranslate2":
-        from train.export import translate_with_ctranslate2
-
         translated = translate_with_ctranslate2(
             args.model,
             lines,
