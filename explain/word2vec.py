@@ -45,11 +45,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from train.word_vectors import WordVectors, tokenizer_vocab_hash
+from train.word_vectors import (
+    ALGORITHMS,
+    WordVectors,
+    tokenise,
+    tokenizer_vocab_hash,
+    vectors_metadata,
+    word2vec_vectors,
+)
 
 logger = logging.getLogger(__name__)
 
-ALGORITHMS = ("skipgram", "cbow")
 ENGINES = ("gensim", "torch")
 RECIPE_CONFIG = Path(__file__).resolve().parents[1] / "train" / "configs" / "multi30k_de_en.yaml"
 """The recipe's quick setting: a tokenizer trained here uses its vocab_size unless told otherwise."""
@@ -120,55 +126,6 @@ def train_skipgram(
     return model.input_vectors.weight.detach().numpy().copy()
 
 
-# ---------------------------------------------------------------------------- gensim
-def train_gensim(
-    sentences: Sequence[Sequence[int]],
-    vocab_size: int,
-    dim: int = 100,
-    *,
-    algorithm: str = "skipgram",
-    window: int = 5,
-    negative: int = 5,
-    min_count: int = 5,
-    epochs: int = 5,
-    sample: float = 1e-3,
-    seed: int = 1,
-    workers: int = 1,
-) -> tuple[np.ndarray, np.ndarray]:
-    """gensim's `Word2Vec` on token ids (as strings) -> (vectors (vocab_size, dim), seen (vocab_size,)).
-
-    With one worker (the default) the same call gives the same vectors; more are faster, not reproducible."""
-    from gensim.models import Word2Vec
-
-    if algorithm not in ALGORITHMS:
-        raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
-    model = Word2Vec(
-        sentences=[[str(i) for i in s] for s in sentences],
-        vector_size=dim,
-        sg=int(algorithm == "skipgram"),
-        window=window,
-        negative=negative,
-        min_count=min_count,
-        epochs=epochs,
-        sample=sample,
-        seed=seed,
-        workers=workers,
-    )
-    vectors = np.zeros((vocab_size, dim), dtype=np.float32)
-    seen = np.zeros(vocab_size, dtype=bool)
-    ids = np.array([int(key) for key in model.wv.index_to_key], dtype=np.int64)
-    vectors[ids] = model.wv.vectors
-    seen[ids] = True
-    return vectors, seen
-
-
-# ---------------------------------------------------------------------------- the corpus
-def tokenise(tokenizer, texts: Sequence[str]) -> list[list[int]]:
-    """Token ids of each text as the Transformer reads it, without the `</s>` the tokenizer appends."""
-    encoded = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-    return [ids for ids in encoded if ids]
-
-
 def load_or_train_tokenizer(folder: str | Path, texts: Sequence[str], vocab_size: int):
     """The tokenizer saved in `folder`, or a shared BPE trained on `texts` as a training run trains it
     (`train.train.build_tokenizer`: source and target training text together, §5.1) and saved there."""
@@ -204,12 +161,10 @@ def make_word_vectors(
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     if engine == "torch" and algorithm != "skipgram":
         raise ValueError(f"the torch engine trains skip-gram only, got algorithm {algorithm!r}")
-    sentences = tokenise(tokenizer, texts)
-    vocab_size = len(tokenizer)
     if engine == "gensim":
-        vectors, seen = train_gensim(
-            sentences,
-            vocab_size,
+        return word2vec_vectors(
+            tokenizer,
+            texts,
             dim,
             algorithm=algorithm,
             window=window,
@@ -218,23 +173,21 @@ def make_word_vectors(
             epochs=epochs,
             seed=seed,
             workers=workers,
+            metadata=metadata,
         )
-    else:
-        vectors = train_skipgram(sentences, vocab_size, dim, window=window, negative=negative, epochs=epochs, seed=seed)
-        counts = np.bincount(np.concatenate([np.asarray(s) for s in sentences]), minlength=vocab_size)
-        seen = counts >= min_count
-        vectors[~seen] = 0.0
+    sentences = tokenise(tokenizer, texts)
+    vocab_size = len(tokenizer)
+    vectors = train_skipgram(sentences, vocab_size, dim, window=window, negative=negative, epochs=epochs, seed=seed)
+    counts = np.bincount(np.concatenate([np.asarray(s) for s in sentences]), minlength=vocab_size)
+    seen = counts >= min_count
+    vectors[~seen] = 0.0
     settings = dict(engine=engine, algorithm=algorithm, dim=dim, window=window, negative=negative)
-    if engine == "gensim":
-        settings["workers"] = workers
-    settings.update(min_count=min_count, epochs=epochs, seed=seed, texts=len(sentences))
-    settings["tokens"] = sum(len(s) for s in sentences)
-    settings["seen_ids"] = int(seen.sum())
+    described = vectors_metadata(sentences, seen, **settings, min_count=min_count, epochs=epochs, seed=seed)
     return WordVectors(
         vectors=vectors,
         seen=seen,
         tokenizer_hash=tokenizer_vocab_hash(tokenizer),
-        metadata={**{k: str(v) for k, v in settings.items()}, **(metadata or {})},
+        metadata={**described, **(metadata or {})},
     )
 
 

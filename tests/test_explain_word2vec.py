@@ -15,8 +15,6 @@ from explain.word2vec import (
     main,
     make_word_vectors,
     skipgram_pairs,
-    tokenise,
-    train_gensim,
     train_skipgram,
 )
 from tests._tiny_tokenizer import SAMPLE_LINES, tiny_tokenizer
@@ -24,7 +22,7 @@ from tests.train_helpers import (
     one_thread,  # noqa: F401  (autouse fixture: one torch thread)
     write_slice,
 )
-from train.word_vectors import WordVectors, WordVectorsError, tokenizer_vocab_hash
+from train.word_vectors import WordVectors, WordVectorsError, tokenise, tokenizer_vocab_hash, train_gensim
 
 GROUPS, GROUP_SIZE, FIRST_ID = 4, 6, 4
 VOCAB = FIRST_ID + GROUPS * GROUP_SIZE

@@ -12,9 +12,10 @@ from tests.helpers import tiny_model
 from tests.train_helpers import (
     one_thread,  # noqa: F401  (autouse fixture: one torch thread)
     tiny_settings,
+    write_slice,
 )
 from train.config import TrainConfig
-from train.init_embeddings import init_embeddings, init_embeddings_from_file
+from train.init_embeddings import RUN_WORD_VECTORS, init_embeddings, init_embeddings_from_file, word2vec_for_run
 from train.word_vectors import WordVectors, WordVectorsError, tokenizer_vocab_hash
 
 D_MODEL = 32  # the tiny preset's
@@ -123,3 +124,38 @@ def test_model_card_names_the_embedding_initialisation(tmp_path):
     assert "embedding initialisation" not in hyperparameters(TrainConfig.from_dict(settings))
     card = hyperparameters(TrainConfig.from_dict({**settings, "init_embeddings": "w2v.safetensors"}))
     assert card["embedding initialisation"] == "word vectors w2v.safetensors, rescaled to std d_model^-0.5"
+    card = hyperparameters(TrainConfig.from_dict({**settings, "init_embeddings": "word2vec"}))
+    assert card["embedding initialisation"].startswith("skip-gram vectors of the training text")
+
+
+def test_word2vec_init_trains_the_runs_own_vectors_before_the_model(tmp_path, monkeypatch):
+    """`init_embeddings: word2vec`: skip-gram vectors of the training text, with the run's tokenizer and d_model,
+    saved in the run folder and copied into the new model; a resumed run reuses the file."""
+    from train import init_embeddings as module
+    from train.model_folder import load_tokenizer
+    from train.train import build_model, train
+
+    settings = tiny_settings(
+        write_slice(tmp_path / "data"), tmp_path / "run", init_embeddings="word2vec", max_steps=2, test_split=None
+    )
+    train(TrainConfig.from_dict(settings))
+    path = tmp_path / "run" / RUN_WORD_VECTORS
+    run_tokenizer = load_tokenizer(tmp_path / "run" / "tokenizer")
+    vectors = WordVectors.load(path)
+    vectors.check_tokenizer(run_tokenizer)  # the run's ids
+    assert vectors.dim == D_MODEL and vectors.seen.sum() > 50
+    assert vectors.settings["corpus"] == f"{settings['dataset']} train de+en"
+    assert vectors.settings["texts"] == 800  # 400 pairs, source and target each a text
+
+    model = build_model(TrainConfig.from_dict(settings), run_tokenizer)
+    expected = model_for(run_tokenizer)
+    init_embeddings_from_file(expected, path, run_tokenizer)
+    seen = torch.from_numpy(vectors.seen)
+    seen[run_tokenizer.pad_token_id] = False
+    torch.testing.assert_close(model.model.shared.weight[seen], expected.model.shared.weight[seen])
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the vectors file exists: nothing to train")
+
+    monkeypatch.setattr(module, "word2vec_vectors", no_training)
+    assert word2vec_for_run(tmp_path / "run", run_tokenizer, ["a"], D_MODEL, 1, "corpus") == path

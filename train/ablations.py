@@ -102,6 +102,8 @@ ABLATIONS: tuple[Ablation, ...] = (
              {"model.attention_score": "additive"}),
     Ablation("cooldown-0.2", "not in the paper: the rate falls linearly to 0 over the last 20% of the time budget",
              {"cooldown_fraction": 0.2}),
+    Ablation("init-word2vec", "not in the paper: the embedding starts from skip-gram vectors of the training text",
+             {"init_embeddings": "word2vec"}),
     Ablation("no-averaging", "the recipe's run, its last checkpoint instead of the average of the last 5 (§6.1)",
              scored_from="recipe", checkpoint="last"),
     Ablation("greedy", "the recipe's run (averaged) decoded greedily instead of with beam 4 (§6.1)",

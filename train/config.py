@@ -55,9 +55,10 @@ class TrainConfig:
     """Fine-tune: a trained model folder to start from (its tokenizer is kept; its config must
     match its weights)."""
     init_embeddings: str | None = None
-    """Word vectors to start the shared embedding from (§3.4): a file of `python -m explain.word2vec`
-    made with this run's tokenizer (set `tokenizer:` to its folder), rescaled to the random init's
-    std d_model^-0.5 (`train.init_embeddings`). None: the random init."""
+    """Word vectors to start the shared embedding from (§3.4), rescaled to the random init's std
+    d_model^-0.5 (`train.init_embeddings`): `word2vec` trains skip-gram vectors of the training text
+    with the run's tokenizer as the run starts (about 20 seconds on Multi30k), or a file of `python -m
+    explain.word2vec` made with this run's tokenizer (set `tokenizer:` to its folder). None: the random init."""
 
     # ------------------------------------------------------------------ optimisation (§5.3, §5.4)
     max_tokens: int = 4096

@@ -1,13 +1,16 @@
 """Start a Transformer's shared embedding from word vectors (`init_embeddings:` in a training config).
 
-The vectors come from `python -m explain.word2vec --tokenizer DIR` and must be made with the run's
-tokenizer: row i is token id i (`train.word_vectors`), and the file's vocabulary hash must equal the
-tokenizer's. Their scale is the Transformer's, not word2vec's: the model multiplies embeddings by
-sqrt(d_model) (§3.4) and initialises them from N(0, d_model^-0.5) (`_init_weights`), so that the scaled
-embeddings, which are added to the sinusoidal positions of amplitude 1 (§3.5), have unit variance. The
-vectors are therefore multiplied by one number, d_model^-0.5 / RMS(seen rows), which gives them that
-standard deviation (the random init's mean is 0, so its std is its root mean square) and leaves their
-directions, hence every cosine similarity, unchanged.
+`init_embeddings: word2vec` trains them as the run starts: skip-gram vectors (gensim, d_model wide,
+window 5, 5 negatives, min_count 5, 5 epochs, the run's seed) of the training split's source and target
+text, tokenised with the run's tokenizer, saved as `<output_dir>/word_vectors.safetensors` (a resumed
+run reuses the file). Otherwise the vectors come from a file of `python -m explain.word2vec --tokenizer
+DIR`, which must be made with the run's tokenizer: row i is token id i (`train.word_vectors`), and the
+file's vocabulary hash must equal the tokenizer's. Their scale is the Transformer's, not word2vec's: the
+model multiplies embeddings by sqrt(d_model) (§3.4) and initialises them from N(0, d_model^-0.5)
+(`_init_weights`), so that the scaled embeddings, which are added to the sinusoidal positions of
+amplitude 1 (§3.5), have unit variance. The vectors are therefore multiplied by one number, d_model^-0.5
+/ RMS(seen rows), which gives them that standard deviation (the random init's mean is 0, so its std is
+its root mean square) and leaves their directions, hence every cosine similarity, unchanged.
 
 The ablation "word2vec init vs random init" at the recipe's budget, the same tokenizer and seed:
 
@@ -28,12 +31,13 @@ of its matrices.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from train.word_vectors import WordVectors, WordVectorsError
+from train.word_vectors import WordVectors, WordVectorsError, word2vec_vectors
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +88,34 @@ def init_embeddings(model, vectors: WordVectors, tokenizer, source: str = "word 
         "the one shared matrix" if len(matrices) == 1 else f"{len(matrices)} matrices",
     )
     return {"rows": len(rows), "scale": scale, "matrices": len(matrices)}
+
+
+WORD2VEC = "word2vec"
+"""The `init_embeddings` value that trains the run's own skip-gram vectors (`word2vec_for_run`)."""
+RUN_WORD_VECTORS = "word_vectors.safetensors"
+"""Where in the run folder `init_embeddings: word2vec` keeps its vectors."""
+
+
+def vectors_file(init_embeddings: str | None, output_dir: str | Path) -> Path | None:
+    """The vectors file a new model's embedding starts from: `init_embeddings` itself, or the run's own file
+    for `word2vec`; None for the random init."""
+    if not init_embeddings:
+        return None
+    return Path(output_dir) / RUN_WORD_VECTORS if init_embeddings == WORD2VEC else Path(init_embeddings)
+
+
+def word2vec_for_run(output_dir: str | Path, tokenizer, texts, dim: int, seed: int, corpus: str) -> Path:
+    """`<output_dir>/word_vectors.safetensors`: skip-gram vectors of `texts` (kept if the file exists: a resumed run),
+    written whole or not at all."""
+    path = Path(output_dir) / RUN_WORD_VECTORS
+    if path.is_file():
+        return path
+    logger.info("training %d-dimensional skip-gram vectors of %d texts (%s) for the embedding", dim, len(texts), corpus)
+    vectors = word2vec_vectors(tokenizer, texts, dim, seed=seed, metadata={"corpus": corpus})
+    partial = path.with_name(path.name + ".partial")
+    vectors.save(partial)
+    os.replace(partial, path)
+    return path
 
 
 def init_embeddings_from_file(model, path: str | Path, tokenizer) -> dict[str, int | float]:

@@ -481,7 +481,12 @@ def hyperparameters(cfg: TrainConfig, state: Any = None) -> dict[str, Any]:
         "seed": cfg.seed,
     }
     if cfg.init_embeddings:
-        values["embedding initialisation"] = f"word vectors {cfg.init_embeddings}, rescaled to std d_model^-0.5"
+        vectors = (
+            "skip-gram vectors of the training text (gensim)"
+            if cfg.init_embeddings == "word2vec"
+            else f"word vectors {cfg.init_embeddings}"
+        )
+        values["embedding initialisation"] = f"{vectors}, rescaled to std d_model^-0.5"
     if state is not None and state.epoch is not None:
         values["epochs"] = round(state.epoch, 2)
     machine = machine_description()  # the card is written by the run, on the machine that trained

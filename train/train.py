@@ -70,7 +70,7 @@ from train.data import (
 )
 from train.decoding_check import DecodingCheckCallback
 from train.evaluate import score
-from train.init_embeddings import init_embeddings_from_file
+from train.init_embeddings import WORD2VEC, init_embeddings_from_file, vectors_file, word2vec_for_run
 from train.lines import write_text_atomic
 from train.model_folder import load_checked_model, load_model, load_tokenizer
 from train.precision import choose_precision, machine_description
@@ -123,11 +123,18 @@ def build_model(cfg: TrainConfig, tokenizer, precision: str = "fp32"):
     set), or the `init_from` model to fine-tune, with the attention kernel that trains fastest at
     `precision` on a CPU (`TRAINING_ATTENTION`; the recurrent models have no attention kernel to choose)."""
     model = _new_or_loaded_model(cfg, tokenizer)
-    if cfg.init_embeddings:  # here, before training: a file that does not fit stops the run at once
-        init_embeddings_from_file(model, cfg.init_embeddings, tokenizer)
+    vectors = vectors_file(cfg.init_embeddings, cfg.output_dir)
+    if vectors is not None:  # here, before training: a file that does not fit stops the run at once
+        init_embeddings_from_file(model, vectors, tokenizer)
     if not torch.cuda.is_available() and model.config.model_type == hvt.VanillaTransformerConfig.model_type:
         model.set_attn_implementation(TRAINING_ATTENTION[precision])
     return model
+
+
+def embedding_width(cfg: TrainConfig) -> int:
+    """The embedding size of the model `cfg` builds (`d_model`), before building it."""
+    config = model_config_class(cfg.model_type).from_preset(cfg.preset, **cfg.model)
+    return getattr(config, "d_model", None) or config.embedding_size
 
 
 def model_width(config) -> int:
@@ -307,6 +314,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         len(eval_ds),
     )
     precision = choose_precision(cfg.precision)
+    if cfg.init_embeddings == WORD2VEC:
+        texts = list(raw[cfg.train_split]["src"]) + list(raw[cfg.train_split]["tgt"])
+        corpus = f"{cfg.dataset} {cfg.train_split} {cfg.src_lang}+{cfg.tgt_lang}"
+        word2vec_for_run(output_dir, tokenizer, texts, embedding_width(cfg), cfg.seed, corpus)
     model = build_model(cfg, tokenizer, precision)
     logger.info(
         "model: %s, %.1fM parameters",

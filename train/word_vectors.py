@@ -11,12 +11,17 @@ and, as string metadata, `tokenizer_vocab_hash` (`tokenizer_vocab_hash`: which t
 to) plus how the vectors were trained. Rows are indexed by token id, so the file can be copied straight
 into a Transformer's embedding matrix built with the same tokenizer (`train.init_embeddings`); the
 hash is how that copy refuses vectors made with another tokenizer.
+
+`word2vec_vectors` trains such vectors with gensim's Word2Vec on token ids (what training's
+`init_embeddings: word2vec` and `python -m explain.word2vec` use; the latter also has a small torch
+skip-gram that explains the algorithm).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,3 +115,91 @@ class WordVectors:
             raise WordVectorsError(f"{path} is not a readable .safetensors file ({error})") from error
         tokenizer_hash = metadata.pop(HASH_KEY)
         return cls(vectors=vectors, seen=seen, tokenizer_hash=tokenizer_hash, metadata=metadata)
+
+
+# ---------------------------------------------------------------------------- training them
+ALGORITHMS = ("skipgram", "cbow")
+
+
+def tokenise(tokenizer, texts: Sequence[str]) -> list[list[int]]:
+    """Token ids of each text as the Transformer reads it, without the `</s>` the tokenizer appends."""
+    encoded = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    return [ids for ids in encoded if ids]
+
+
+def train_gensim(
+    sentences: Sequence[Sequence[int]],
+    vocab_size: int,
+    dim: int = 100,
+    *,
+    algorithm: str = "skipgram",
+    window: int = 5,
+    negative: int = 5,
+    min_count: int = 5,
+    epochs: int = 5,
+    sample: float = 1e-3,
+    seed: int = 1,
+    workers: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """gensim's `Word2Vec` on token ids (as strings) -> (vectors (vocab_size, dim), seen (vocab_size,)).
+
+    With one worker (the default) the same call gives the same vectors; more are faster, not reproducible."""
+    try:
+        from gensim.models import Word2Vec
+    except ImportError as error:
+        raise ImportError("word2vec vectors need gensim: pip install 'hf-vanilla-transformer[train]'") from error
+
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
+    model = Word2Vec(
+        sentences=[[str(i) for i in s] for s in sentences],
+        vector_size=dim,
+        sg=int(algorithm == "skipgram"),
+        window=window,
+        negative=negative,
+        min_count=min_count,
+        epochs=epochs,
+        sample=sample,
+        seed=seed,
+        workers=workers,
+    )
+    vectors = np.zeros((vocab_size, dim), dtype=np.float32)
+    seen = np.zeros(vocab_size, dtype=bool)
+    ids = np.array([int(key) for key in model.wv.index_to_key], dtype=np.int64)
+    vectors[ids] = model.wv.vectors
+    seen[ids] = True
+    return vectors, seen
+
+
+def vectors_metadata(sentences: Sequence[Sequence[int]], seen: np.ndarray, **settings) -> dict[str, str]:
+    """The metadata a vectors file keeps: how they were trained (`settings`), and the corpus size."""
+    settings.update(texts=len(sentences), tokens=sum(len(s) for s in sentences), seen_ids=int(seen.sum()))
+    return {key: str(value) for key, value in settings.items()}
+
+
+def word2vec_vectors(
+    tokenizer,
+    texts: Sequence[str],
+    dim: int,
+    *,
+    algorithm: str = "skipgram",
+    window: int = 5,
+    negative: int = 5,
+    min_count: int = 5,
+    epochs: int = 5,
+    seed: int = 1,
+    workers: int = 1,
+    metadata: dict[str, str] | None = None,
+) -> WordVectors:
+    """Word2Vec (gensim) vectors of `texts` tokenised with `tokenizer`, each text a sentence of its own, aligned to
+    its ids; `metadata` (e.g. the corpus) is kept with how they were trained."""
+    sentences = tokenise(tokenizer, texts)
+    settings = dict(algorithm=algorithm, window=window, negative=negative, min_count=min_count, epochs=epochs)
+    vectors, seen = train_gensim(sentences, len(tokenizer), dim, seed=seed, workers=workers, **settings)
+    described = vectors_metadata(sentences, seen, engine="gensim", dim=dim, workers=workers, seed=seed, **settings)
+    return WordVectors(
+        vectors=vectors,
+        seen=seen,
+        tokenizer_hash=tokenizer_vocab_hash(tokenizer),
+        metadata={**described, **(metadata or {})},
+    )
