@@ -111,6 +111,7 @@ def word2vec_for_run(output_dir: str | Path, tokenizer, texts, dim: int, seed: i
     if path.is_file():
         return path
     logger.info("training %d-dimensional skip-gram vectors of %d texts (%s) for the embedding", dim, len(texts), corpus)
+    logging.getLogger("gensim").setLevel(logging.WARNING)  # not its progress lines every second
     vectors = word2vec_vectors(tokenizer, texts, dim, seed=seed, metadata={"corpus": corpus})
     partial = path.with_name(path.name + ".partial")
     vectors.save(partial)
