@@ -1,7 +1,7 @@
 """The main recipe: Multi30k German -> English from scratch, end to end.
 
     python -m train.recipe                  # quick setting: about 15 minutes on a 2-core CPU
-    python -m train.recipe --setting full   # the longer setting for the full result (see README)
+    python -m train.recipe --setting full   # the long De->En run, at most 2 hours (also full-en-de)
     python -m train.recipe --setting tatoeba-zh-en   # Tatoeba Chinese -> English (also tatoeba-en-zh)
     python -m train.recipe --resume         # continue an interrupted run of the same setting
     python -m train.recipe --refresh-cards  # copy finished runs' cards into model_cards/ (`make cards`)
@@ -38,8 +38,9 @@ SETTINGS = {
     "tatoeba-zh-en": CONFIGS / "tatoeba_zh_en.yaml",
     "tatoeba-en-zh": CONFIGS / "tatoeba_en_zh.yaml",
 }
-"""The recipe's settings (`--setting NAME`): Multi30k De->En quick (the default) and full, and Tatoeba
-cmn-eng in both directions (Chinese output scored with sacreBLEU's `zh` tokenizer)."""
+"""The recipe's settings (`--setting NAME`): Multi30k De->En quick (the default), the long runs of Multi30k
+De->En (full) and En->De (full-en-de), and Tatoeba cmn-eng in both directions (Chinese output scored with
+sacreBLEU's `zh` tokenizer)."""
 MODEL_CARDS = Path(__file__).resolve().parents[1] / "model_cards"
 """The project's committed model cards."""
 
