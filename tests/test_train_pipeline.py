@@ -295,11 +295,18 @@ def test_time_budget_stops_training_validates_and_saves_there(data, tmp_path, ca
 
 @pytest.mark.parametrize(
     "name",
-    ["multi30k_de_en.yaml", "multi30k_de_en_full.yaml", "multi30k_de_en_rnn.yaml", "multi30k_de_en_rnn_attention.yaml"],
+    [
+        "multi30k_de_en.yaml",
+        "multi30k_de_en_full.yaml",
+        "multi30k_en_de_full.yaml",
+        "multi30k_de_en_rnn.yaml",
+        "multi30k_de_en_rnn_attention.yaml",
+    ],
 )
 def test_shipped_configs_load(name):
     cfg = TrainConfig.load(REPO_ROOT / "train" / "configs" / name)
-    assert cfg.dataset == "multi30k" and cfg.average_last == 5
+    assert cfg.dataset == "multi30k" and cfg.average_last >= 5
+    assert cfg.max_train_minutes is not None and cfg.max_train_minutes <= 105  # the long runs: <= 2 hours in all
     if cfg.early_stopping_patience is not None:  # the Trainer needs saves on evaluation steps
         assert cfg.save_steps % cfg.eval_steps == 0
 

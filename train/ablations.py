@@ -6,6 +6,8 @@
     python -m train.ablations --plot recipe,heads-1,pre-ln # validation BLEU against training minutes
 
 Each row (`ABLATIONS`) is a set of `TrainConfig` overrides of the quick recipe (`train.recipe.SETTINGS`)
+with the paper's random embedding initialisation (`PAPER_BASE`: the recipe's word2vec start is itself a row,
+`init-word2vec`)
 and trains into `runs/ablations/<row>-seed<k>/` for `--minutes` (the recipe's `max_train_minutes` by
 default). Two rows train nothing: they score the `recipe` run of the same seed another way
 (`no-averaging`: its last checkpoint instead of the average of the last 5, §6.1; `greedy`: its
@@ -112,12 +114,17 @@ ABLATIONS: tuple[Ablation, ...] = (
 BY_NAME = {ablation.name: ablation for ablation in ABLATIONS}
 
 
+PAPER_BASE = {"init_embeddings": None}
+"""What every row changes in the quick setting before its own change: the paper's random embedding init."""
+
+
 def row_config(ablation: Ablation, seed: int, *, minutes: float | None, runs_dir: Path, overrides=()) -> TrainConfig:
-    """The `TrainConfig` of a trained row: the quick setting, then `overrides` (for every row), then
-    the row's own, the seed, the time budget and `runs_dir/<row>-seed<k>`."""
+    """The `TrainConfig` of a trained row: the quick setting with `PAPER_BASE`, then `overrides` (for every row),
+    then the row's own, the seed, the time budget and `runs_dir/<row>-seed<k>`."""
     if ablation.scored_from is not None:
         raise ValueError(f"row {ablation.name!r} trains nothing: it scores the {ablation.scored_from!r} run")
-    values = [*overrides, *(f"{key}={json.dumps(value)}" for key, value in ablation.overrides.items())]
+    values = [f"{key}={json.dumps(value)}" for key, value in PAPER_BASE.items()]
+    values += [*overrides, *(f"{key}={json.dumps(value)}" for key, value in ablation.overrides.items())]
     values += [f"seed={seed}", f"output_dir={runs_dir / f'{ablation.name}-seed{seed}'}"]
     if minutes is not None:
         values.append(f"max_train_minutes={minutes}")
