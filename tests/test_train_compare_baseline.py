@@ -207,3 +207,27 @@ def test_a_baseline_whose_schedule_ends_before_its_minutes_is_flagged(fakes, tmp
     monkeypatch.setattr(compare_baseline, "train_baseline", train_baseline)  # stops on time
     time_budget = compare_baseline.compare("quick", work_dir=tmp_path / "work2", output=tmp_path / "d.json")
     assert time_budget["baseline_used_its_minutes"] is True
+
+
+def test_the_baseline_also_gets_the_minutes_the_recipe_spent_on_its_word_vectors(fakes, tmp_path):
+    """`init_embeddings: word2vec` trains vectors before the model: the same wall clock means the baseline gets
+    those minutes too."""
+    import numpy as np
+
+    from tests._tiny_tokenizer import tiny_tokenizer
+    from train.init_embeddings import RUN_WORD_VECTORS
+    from train.word_vectors import WordVectors, tokenizer_vocab_hash
+
+    run = tmp_path / "finished"
+    run.mkdir()
+    cfg = TrainConfig.load(SETTINGS["quick"], [f"output_dir={run}"])
+    (run / "train_config.json").write_text(json.dumps(cfg.to_dict()))
+    (run / "metrics.jsonl").write_text(json.dumps({"step": 2600, "train_runtime": 660.0}) + "\n")
+    (run / "summary.json").write_text(json.dumps(fake_summary(35.0, 1, machine_description())))
+    tokenizer = tiny_tokenizer()
+    vectors = WordVectors(np.ones((len(tokenizer), 4)), np.ones(len(tokenizer), bool), tokenizer_vocab_hash(tokenizer))
+    vectors.metadata["minutes"] = "0.500"
+    vectors.save(run / RUN_WORD_VECTORS)
+    result = compare_baseline.compare(skip_recipe=run, work_dir=tmp_path / "work", output=tmp_path / "c.json")
+    assert fakes[0][2].minutes == pytest.approx(11.5)
+    assert result["recipe"]["training_minutes_source"].endswith("+ 0.50 min of word2vec before it")

@@ -10,9 +10,9 @@
 2. The plain-HF baseline (`train.baseline`: `MarianMTModel` of the same size with `Seq2SeqTrainer`,
    `group_by_length`, its own standard settings) trains into `<work>/baseline` for the minutes of
    training the recipe took: its `train_runtime` (wall clock of `Trainer.train`, which includes the
-   recipe's validations and checkpoint saves; the baseline neither validates nor saves, so all of
-   its minutes are training steps). A finished baseline with the same minutes, seed and settings is
-   reused.
+   recipe's validations and checkpoint saves; the baseline neither validates nor saves, so all of its
+   minutes are training steps), plus the minutes the recipe spent on its word vectors before. A finished
+   baseline with the same minutes, seed and settings is reused.
 3. Both are scored the same way: sacreBLEU (and chrF) on the setting's test split (test2016 for
    Multi30k), beam 4. `results/recipe-vs-baseline.json` gets both results with their signatures,
    minutes, steps, epochs, precision, the machine, the seed and the difference, and is printed.
@@ -34,6 +34,7 @@ from train.baseline import BaselineSettings, add_baseline_arguments, recipe_conf
 from train.callbacks import read_metrics
 from train.config import TrainConfig
 from train.evaluate import write_results
+from train.init_embeddings import word2vec_minutes
 from train.precision import machine_description
 from train.recipe import SETTINGS
 from train.train import last_complete_checkpoint, train
@@ -144,6 +145,9 @@ def compare(
         cfg = recipe_config(run_dir / "train_config.json")
         command = f"the finished run in {run_dir} (its settings: {run_dir / 'train_config.json'})"
     minutes, minutes_source = training_minutes(run_dir, cfg.max_train_minutes)
+    vectors = word2vec_minutes(run_dir)  # the recipe's time before training: the baseline gets it too
+    if vectors:
+        minutes, minutes_source = minutes + vectors, f"{minutes_source} + {vectors:.2f} min of word2vec before it"
 
     settings = BaselineSettings(
         **(baseline or {}),

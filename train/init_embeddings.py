@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -112,11 +113,19 @@ def word2vec_for_run(output_dir: str | Path, tokenizer, texts, dim: int, seed: i
         return path
     logger.info("training %d-dimensional skip-gram vectors of %d texts (%s) for the embedding", dim, len(texts), corpus)
     logging.getLogger("gensim").setLevel(logging.WARNING)  # not its progress lines every second
+    start = time.perf_counter()
     vectors = word2vec_vectors(tokenizer, texts, dim, seed=seed, metadata={"corpus": corpus})
+    vectors.metadata["minutes"] = f"{(time.perf_counter() - start) / 60:.3f}"  # the run's time before training
     partial = path.with_name(path.name + ".partial")
     vectors.save(partial)
     os.replace(partial, path)
     return path
+
+
+def word2vec_minutes(output_dir: str | Path) -> float:
+    """Minutes a run spent training its own word vectors before training the model (0 if it trained none)."""
+    path = Path(output_dir) / RUN_WORD_VECTORS
+    return float(WordVectors.load(path).metadata.get("minutes", 0.0)) if path.is_file() else 0.0
 
 
 def init_embeddings_from_file(model, path: str | Path, tokenizer) -> dict[str, int | float]:
