@@ -81,9 +81,9 @@ def trained_models_table(root: Path) -> str:
     if not files:
         return "No trained models yet: run the recipe, then `make cards`.\n"
     lines = [
-        "| model card | data, direction | test set | BLEU | chrF | until trained | total time | precision, hardware | "
-        "seed | results |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| model card | data, direction | test set | BLEU | BLEU lc-tok | chrF | until trained | total time | "
+        "precision, hardware | seed | results |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for path in files:
         summary = _read(path)
@@ -93,11 +93,12 @@ def trained_models_table(root: Path) -> str:
         card_cell = f"[{name}]({_relative(card, root)})" if card.is_file() else name
         bleu = f"{test['bleu']:.1f}" if "bleu" in test else "–"
         chrf = f"{test['chrf']:.1f}" if "chrf" in test else "–"
+        lowercased = f"{test['bleu_tok_lc']:.1f}" if "bleu_tok_lc" in test else "–"  # Multi30k papers' convention
         split = published_split_name(test.get("dataset", ""), test["split"]) if "split" in test else "–"
         epochs = f", {summary['epochs']:.1f} epochs" if summary.get("epochs") is not None else ""
         lines.append(
             f"| {card_cell} | {test.get('dataset', '?')}, {test.get('language_pair', '?')} | {split} | {bleu} | "
-            f"{chrf} | {summary['minutes_until_trained']:.1f} min: {summary['steps']:,} steps{epochs} | "
+            f"{lowercased} | {chrf} | {summary['minutes_until_trained']:.1f} min: {summary['steps']:,} steps{epochs} | "
             f"{summary.get('total_minutes', float('nan')):.1f} min | {summary.get('precision', '?')}, "
             f"{_hardware(summary.get('machine'))} | {summary.get('seed', '?')} | `{_relative(path, root)}` |"
         )
