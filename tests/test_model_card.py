@@ -235,3 +235,22 @@ def test_card_usage_snippet_runs_against_a_model_from_the_hub(hub_server, tmp_pa
     outputs = [line for line in stdout.splitlines() if line.strip()]
     assert len(outputs) == 2, stdout  # the generate() translation and the pipeline translation
     assert outputs[0] == outputs[1]  # same default decoding (generation_config.json) both ways
+
+
+def test_a_multi30k_run_card_also_reports_lowercased_tokenised_bleu():
+    """The run's card has a row for the Multi30k papers' BLEU (lowercased, Moses-tokenised) with its signature."""
+    from train.config import TrainConfig
+    from train.model_card import card_results
+
+    lc_sig = BLEU_SIG + "|pre:moses-lc-norm-tok"
+    test = {
+        "bleu": 36.35, "bleu_signature": BLEU_SIG, "chrf": 59.87, "chrf_signature": CHRF_SIG,
+        "num_beams": 4, "length_penalty": 0.6, "length_penalty_form": "gnmt",
+        "bleu_tok_lc": 36.72, "bleu_tok_lc_signature": lc_sig,
+    }  # fmt: skip
+    results = card_results(TrainConfig.from_dict({"src_lang": "en", "tgt_lang": "de"}), test)
+    assert list(results) == ["test_2016_flickr", "test_2016_flickr, lowercased and tokenised"]
+    text = str(sample_card(results=results))
+    assert "| test_2016_flickr | test | 36.35 | 59.87 | sacreBLEU `13a` |" in text
+    assert "| test_2016_flickr, lowercased and tokenised | test | 36.72 | – | Moses (sacremoses), lowercased" in text
+    assert lc_sig in text
