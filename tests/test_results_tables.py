@@ -81,7 +81,8 @@ def test_rewrite_fills_the_tables_from_the_files_and_keeps_the_rest(root):
     assert text.endswith("<!-- /table:recipe-vs-baseline -->\nTail.\n")
     model_row = next(line for line in text.splitlines() if line.startswith("| [multi30k-de-en]"))
     assert (
-        "| test_2016_flickr | 36.5 | – | 55.7 | 12.2 min: 2,627 steps, 5.3 epochs | 12.5 min | bf16, Test CPU" in model_row
+        "| test_2016_flickr | 36.5 | – | 55.7 | 12.2 min: 2,627 steps, 5.3 epochs | 12.5 min | "
+        "bf16, Test CPU" in model_row
     )
     assert "(model_cards/multi30k-de-en.md)" in model_row and "`model_cards/multi30k-de-en.results.json`" in model_row
     assert "| recipe | `python -m train.recipe` | 12.0 min: 2,600 steps | 36.4 | 55.6 | bf16 | beam 4 |" in text

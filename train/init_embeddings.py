@@ -31,7 +31,6 @@ of its matrices.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -106,8 +105,8 @@ def vectors_file(init_embeddings: str | None, output_dir: str | Path) -> Path | 
 
 
 def word2vec_for_run(output_dir: str | Path, tokenizer, texts, dim: int, seed: int, corpus: str) -> Path:
-    """`<output_dir>/word_vectors.safetensors`: skip-gram vectors of `texts` (kept if the file exists: a resumed run),
-    written whole or not at all."""
+    """`<output_dir>/word_vectors.safetensors`: skip-gram vectors of `texts` (kept if the file exists: a resumed
+    run), written whole or not at all (`WordVectors.save`)."""
     path = Path(output_dir) / RUN_WORD_VECTORS
     if path.is_file():
         return path
@@ -116,16 +115,13 @@ def word2vec_for_run(output_dir: str | Path, tokenizer, texts, dim: int, seed: i
     start = time.perf_counter()
     vectors = word2vec_vectors(tokenizer, texts, dim, seed=seed, metadata={"corpus": corpus})
     vectors.metadata["minutes"] = f"{(time.perf_counter() - start) / 60:.3f}"  # the run's time before training
-    partial = path.with_name(path.name + ".partial")
-    vectors.save(partial)
-    os.replace(partial, path)
-    return path
+    return vectors.save(path)
 
 
 def word2vec_minutes(output_dir: str | Path) -> float:
     """Minutes a run spent training its own word vectors before training the model (0 if it trained none)."""
     path = Path(output_dir) / RUN_WORD_VECTORS
-    return float(WordVectors.load(path).metadata.get("minutes", 0.0)) if path.is_file() else 0.0
+    return float(WordVectors.load_metadata(path).get("minutes", 0.0)) if path.is_file() else 0.0
 
 
 def init_embeddings_from_file(model, path: str | Path, tokenizer) -> dict[str, int | float]:

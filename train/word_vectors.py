@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,11 +92,20 @@ class WordVectors:
             )
 
     def save(self, path: str | Path) -> Path:
+        """Write the file whole or not at all (through `<path>.partial` and a rename)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         metadata = {**self.metadata, HASH_KEY: self.tokenizer_hash}
-        save_file({"vectors": self.vectors, "seen": self.seen}, str(path), metadata=metadata)
+        partial = path.with_name(path.name + ".partial")
+        save_file({"vectors": self.vectors, "seen": self.seen}, str(partial), metadata=metadata)
+        os.replace(partial, path)
         return path
+
+    @staticmethod
+    def load_metadata(path: str | Path) -> dict[str, str]:
+        """The file's metadata (how the vectors were trained), without reading the vectors."""
+        with safe_open(str(path), framework="np") as handle:
+            return dict(handle.metadata() or {})
 
     @classmethod
     def load(cls, path: str | Path) -> WordVectors:
