@@ -19,7 +19,9 @@ Rows:
   per second over the matmul peak of the same dtype measured in this run;
 - peak memory (resident set) of training steps, each model in a fresh process;
 - greedy and beam-4 decoding of 64 sentences, exactly 25 new tokens each, in sentences per second
-  (`--decoding-only` adds our model with one fast path switched off at a time).
+  (`--decoding-only` adds our model with one fast path switched off at a time); on a CPU with native
+  bf16 also our model with its weights in bf16 (`translate --dtype bfloat16`; its BLEU against fp32:
+  `bf16_decoding_quality.py`).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import hf_vanilla_transformer as hvt  # noqa: E402
 from benchmarks.bench_matmul import gflops  # noqa: E402
 from train.baseline import SIZE_FIELDS  # noqa: E402  (the fields Marian and our config share)
+from train.precision import native_bf16  # noqa: E402
 
 VOCAB = 8000
 CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
@@ -222,11 +225,22 @@ def bench_training(preset: str, rounds: int, peaks: dict) -> list[dict]:
 
 @contextlib.contextmanager
 def onednn_off():
-    """torch.backends.mkldnn off: our pre-softmax linear layer takes F.linear (MKL) as Marian's does."""
+    """torch.backends.mkldnn off: our linear layers take F.linear (MKL) as Marian's do."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # torch's note about TF32 on Intel GPUs
         with torch.backends.mkldnn.flags(enabled=False):
             yield
+
+
+@contextlib.contextmanager
+def sdpa_for_steps():
+    """Cached decoding steps call torch's SDPA kernel, as every other attention call does."""
+    saved = hvt.attention.DECODE_STEP_MAX_QUERIES
+    hvt.attention.DECODE_STEP_MAX_QUERIES = 0
+    try:
+        yield
+    finally:
+        hvt.attention.DECODE_STEP_MAX_QUERIES = saved
 
 
 def cross_cache_per_beam():
@@ -238,9 +252,10 @@ def bench_decoding(preset: str, rounds: int, ablations: bool = False, clock=time
     """Greedy and beam-4 decoding of 64 sentences of 8-32 tokens, exactly 25 new tokens each.
 
     With `ablations`, also our model with one fast path switched off at a time (`benchmarks/README.md`,
-    "What each change bought"): oneDNN off (F.linear for the pre-softmax layer); the causal mask built
-    at every step (a target mask of ones is passed); and for beam search the cross-attention K/V
-    stored per beam row instead of once per sentence.
+    "What each change bought"): oneDNN off (F.linear for every linear layer); torch's SDPA kernel for
+    the cached steps too (`attention.DECODE_STEP_MAX_QUERIES = 0`); the causal mask built at every step
+    (a target mask of ones is passed); and for beam search the cross-attention K/V stored per beam row
+    instead of once per sentence.
     """
     g = torch.Generator().manual_seed(1)
     lengths = torch.randint(8, 33, (64,), generator=g)
@@ -249,6 +264,8 @@ def bench_decoding(preset: str, rounds: int, ablations: bool = False, clock=time
         input_ids[i, :n] = torch.randint(4, VOCAB, (n,), generator=g)
     source = {"input_ids": input_ids, "attention_mask": (input_ids != 0).long()}
     ours, marian = build("ours", preset).eval(), build("marian", preset).eval()
+    # The same weights in bf16 (`translate --dtype bfloat16`), on CPUs that multiply bf16 natively.
+    ours_bf16 = build("ours", preset).eval().to(torch.bfloat16) if native_bf16() else None
     rows = []
     for beams in (1, 4):
         fixed = dict(num_beams=beams, max_new_tokens=25, min_new_tokens=25, do_sample=False)
@@ -262,8 +279,11 @@ def bench_decoding(preset: str, rounds: int, ablations: bool = False, clock=time
             return decode
 
         variants = {"marian": run(marian), "ours": run(ours, length_penalty_form="hf")}
+        if ours_bf16 is not None:
+            variants["ours, bf16 weights"] = run(ours_bf16, length_penalty_form="hf")
         if ablations:
             variants["ours, oneDNN off"] = run(ours, context=onednn_off, length_penalty_form="hf")
+            variants["ours, SDPA kernel for steps"] = run(ours, context=sdpa_for_steps, length_penalty_form="hf")
             # A target mask (all ones) makes every step build transformers' causal mask again.
             target_mask = torch.ones(64, 1, dtype=torch.long)
             variants["ours, causal mask each step"] = run(

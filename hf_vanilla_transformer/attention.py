@@ -18,6 +18,12 @@ The score that compares a query with a key is `config.attention_score` (§3.2.1 
 
 For q, k with independent unit-variance components `q·k` has variance d_k, so for large d_k the
 unscaled softmax saturates and its gradients vanish: `explain/score_variance.py` measures it.
+
+Decoding with a KV cache asks for one query per sentence at a time (or the k folded beams of a sentence
+in cross-attention). For so few queries torch's fused SDPA kernel for CPUs costs more than the plain
+matrix products of eq. 1 (1.4x-3x at the benchmark's shapes), so `decode_step_attention` computes those
+steps of an `"sdpa"` model with the products, without autograd only: the same formula, summed in
+another order (`benchmarks/README.md`).
 """
 
 from __future__ import annotations
@@ -32,6 +38,11 @@ from transformers.utils import logging
 
 from .configuration_vanilla_transformer import VanillaTransformerConfig
 from .generation import fold_beams, unfold_beam_weights
+from .onednn import onednn_linear
+
+DECODE_STEP_MAX_QUERIES = 16
+"""Most query positions for which a cached decoding step of an SDPA model uses `decode_step_attention`
+(0: never, torch's SDPA kernel throughout; the benchmark's ablation)."""
 
 logger = logging.get_logger(__name__)
 
@@ -60,6 +71,33 @@ def scaled_dot_product_attention(
     weights = nn.functional.dropout(weights, p=dropout, training=module.training)
     output = torch.matmul(weights, value).transpose(1, 2).contiguous()  # (B, T_q, h, d_v)
     return output, weights
+
+
+def decode_step_attention(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    **kwargs,
+) -> tuple[torch.Tensor, None]:
+    """softmax(Q K^T / sqrt(d_k)) V for the few queries of a cached decoding step, where an SDPA model
+    would call torch's fused kernel (eq. 1, as `scaled_dot_product_attention`).
+
+    `attention_mask` comes as transformers builds it for SDPA: boolean (True where attention is
+    allowed), additive, or None. Like the SDPA integration it returns no weights. It is called only
+    without autograd and dropout, and never for causal self-attention over several queries (see
+    `MultiHeadAttention._kernel`), so no causal mask is left implicit.
+    """
+    scores = torch.matmul(query, key.transpose(-2, -1)) * scaling  # (B, h, T_q, T_k)
+    if attention_mask is not None:
+        if attention_mask.dtype == torch.bool:
+            scores = scores.masked_fill(~attention_mask, float("-inf"))
+        else:
+            scores = scores + attention_mask
+    weights = nn.functional.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    return torch.matmul(weights, value).transpose(1, 2).contiguous(), None  # (B, T_q, h, d_v)
 
 
 class AdditiveScore(nn.Module):
@@ -189,7 +227,7 @@ class MultiHeadAttention(nn.Module):
         Returns the output (B, T_q, d_model) and the attention weights (B, h, T_q, T_k), or None
         when the kernel does not compute them (SDPA)."""
         is_cross_attention = key_value_states is not None
-        query = self._split_heads(self.q_proj(hidden_states))
+        query = self._split_heads(onednn_linear(self.q_proj, hidden_states))
         # Beam search: one cross-attention K/V per sentence, shared by its beams (generation.BeamSearchCache).
         beams = getattr(cache, "beams_per_source", 1) if is_cross_attention else 1
 
@@ -206,8 +244,8 @@ class MultiHeadAttention(nn.Module):
         else:
             source = key_value_states if is_cross_attention else hidden_states
             source = cache.per_source(source) if beams > 1 else source
-            key = self._split_heads(self.k_proj(source))
-            value = self._split_heads(self.v_proj(source))
+            key = self._split_heads(onednn_linear(self.k_proj, source))
+            value = self._split_heads(onednn_linear(self.v_proj, source))
             if layer_cache is not None:
                 key, value = layer_cache.update(key, value, self.layer_idx)
                 if is_cross_attention and isinstance(cache, EncoderDecoderCache):
@@ -215,12 +253,7 @@ class MultiHeadAttention(nn.Module):
         if beams > 1:
             query, attention_mask = fold_beams(query, attention_mask, beams)
 
-        if self.additive_score is None:
-            attention: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
-                self.config._attn_implementation, scaled_dot_product_attention
-            )
-        else:
-            attention = self._additive_kernel()
+        attention = self._kernel(query, is_cross_attention, cached=cache is not None)
         output, weights = attention(
             self,
             query,
@@ -233,7 +266,25 @@ class MultiHeadAttention(nn.Module):
         )
         output = output.reshape(*hidden_states.shape[:-1], -1)  # Concat(head_1..head_h): (B, T_q, h*d_v)
         weights = unfold_beam_weights(weights, beams) if beams > 1 and weights is not None else weights
-        return self.out_proj(output), weights
+        return onednn_linear(self.out_proj, output), weights
+
+    def _kernel(self, query: torch.Tensor, is_cross_attention: bool, cached: bool) -> Callable:
+        """The attention function for this call: the additive kernel for additive scores; for an SDPA model's
+        cached decoding step without autograd (one query, or a few folded beams in cross-attention, which
+        is never causal) `decode_step_attention`; else transformers' kernel for `config._attn_implementation`."""
+        if self.additive_score is not None:
+            return self._additive_kernel()
+        implementation = self.config._attn_implementation
+        queries = query.shape[-2]
+        if (
+            implementation == "sdpa"
+            and cached
+            and not torch.is_grad_enabled()
+            and (queries == 1 or is_cross_attention)
+            and queries <= DECODE_STEP_MAX_QUERIES
+        ):
+            return decode_step_attention
+        return ALL_ATTENTION_FUNCTIONS.get_interface(implementation, scaled_dot_product_attention)
 
     def _additive_kernel(self) -> Callable:
         """`additive_attention`, after checking that transformers built the masks for eager attention."""

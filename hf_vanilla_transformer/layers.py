@@ -31,6 +31,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 
 from .attention import MultiHeadAttention
 from .configuration_vanilla_transformer import VanillaTransformerConfig
+from .onednn import onednn_linear
 
 
 class ResidualLayerNorm(nn.LayerNorm):
@@ -70,9 +71,9 @@ class PositionwiseFeedForward(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, T, d_model) -> (B, T, d_model)"""
-        hidden = self.activation_fn(self.fc1(x))
+        hidden = self.activation_fn(onednn_linear(self.fc1, x))  # oneDNN when no autograd (onednn.py)
         hidden = nn.functional.dropout(hidden, p=self.activation_dropout, training=self.training)
-        return self.fc2(hidden)
+        return onednn_linear(self.fc2, hidden)
 
 
 def _residual_norm(config: VanillaTransformerConfig) -> ResidualLayerNorm:

@@ -2,10 +2,11 @@
 
 torch sends an fp32 `nn.Linear` on the CPU to MKL's sgemm. oneDNN (torch's `mkldnn` backend) can
 instead multiply by a weight that it has re-laid out ("packed") once for its kernels. At the shapes of
-decoding, one or a few rows per sentence times the vocabulary, that was 1.3x-2x faster for the
-pre-softmax linear layer (§3.4; d_model -> vocabulary) on an AMD EPYC with AVX-512
-(`benchmarks/README.md`). The result is the same product, summed in another order: it can differ from
-`F.linear` in the last bits of a float.
+decoding, one or a few rows per sentence, that was 1.3x-2x faster for the pre-softmax linear layer
+(§3.4; d_model -> vocabulary) and about 1.1x for the FFN's (§3.3) on an AMD EPYC with AVX-512
+(`benchmarks/README.md`), so every linear layer of the model calls it: the attention projections
+(§3.2.2), the FFN and the pre-softmax layer. The result is the same product, summed in another order:
+it can differ from `F.linear` in the last bits of a float.
 
 `onednn_linear(module, x)` takes that route only where nothing can notice except the speed: no autograd
 (`torch.no_grad` / `inference_mode`, as in `generate()`), fp32 CPU tensors, no autocast, a plain

@@ -3,7 +3,9 @@
 - Beam search keeps one cross-attention K/V per sentence and folds the beams' queries into query
   positions (`generation.BeamSearchCache`, `fold_beams`).
 - A one-token decoding step builds no causal mask (`VanillaTransformerDecoder.forward`).
-- Without autograd the pre-softmax linear layer runs through oneDNN with a packed weight (`onednn.py`).
+- Without autograd every linear layer runs through oneDNN with a packed weight (`onednn.py`).
+- A cached step of an SDPA model computes attention for its few queries with plain matrix products
+  (`attention.decode_step_attention`) instead of torch's fused kernel.
 
 The reference is decoding without a KV cache (`use_cache=False`: the whole prefix again at every step,
 masks built by transformers) with oneDNN switched off, on batches with source padding. No timings here.
@@ -18,6 +20,8 @@ import pytest
 import torch
 from transformers.cache_utils import DynamicCache
 
+from hf_vanilla_transformer import attention as attention_module
+from hf_vanilla_transformer.attention import decode_step_attention
 from hf_vanilla_transformer.compat import CACHE_NAME
 from hf_vanilla_transformer.generation import BeamSearchCache, fold_beams, unfold_beam_weights
 from hf_vanilla_transformer.onednn import onednn_linear
@@ -187,3 +191,46 @@ def test_onednn_linear_is_the_plain_layer_where_it_could_show():
     layer, x = layer.double(), x.detach().double()  # not fp32: the plain layer
     with torch.no_grad():
         assert torch.equal(onednn_linear(layer, x), layer(x))
+
+
+# ---------------------------------------------------------------- attention of a cached step without SDPA's kernel
+@pytest.mark.parametrize("mask", ["none", "bool", "additive"])
+@pytest.mark.parametrize("queries", [1, 4])
+def test_decode_step_attention_equals_torch_sdpa(mask, queries):
+    """The masks come as transformers builds them for SDPA: boolean (True = may attend), additive, or none."""
+    g = torch.Generator().manual_seed(queries)
+    query, key, value = (torch.randn(3, 2, n, 8, generator=g) for n in (queries, 6, 6))
+    allowed = torch.ones(3, 1, 1, 6, dtype=torch.bool)
+    allowed[1, ..., 4:] = False  # a padded source
+    allowed[2, ..., 2:] = False
+    attn_mask = {"none": None, "bool": allowed, "additive": torch.zeros(allowed.shape).masked_fill(~allowed, -1e9)}[
+        mask
+    ]
+    expected = torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=attn_mask, scale=0.3)
+    output, weights = decode_step_attention(None, query, key, value, attn_mask, scaling=0.3)
+    assert weights is None  # as SDPA's integration
+    torch.testing.assert_close(output, expected.transpose(1, 2))
+
+
+@pytest.mark.parametrize("num_beams", [1, 4])
+def test_cached_steps_of_an_sdpa_model_take_the_decode_step_kernel(monkeypatch, num_beams):
+    """It is used where it is meant to be (else the end-to-end tests above could not fail), and only there."""
+    calls = []
+
+    def counting(module, query, *args, **kwargs):
+        calls.append((module.is_causal, query.shape[-2]))
+        return decode_step_attention(module, query, *args, **kwargs)
+
+    monkeypatch.setattr(attention_module, "decode_step_attention", counting)
+    model = tiny_model(attn_implementation="sdpa")
+    sources = _padded_sources()
+    with torch.no_grad():
+        _generate(model, sources, num_beams=num_beams)
+    assert calls and all(queries == 1 or (not causal and queries == num_beams) for causal, queries in calls)
+    calls.clear()
+    with torch.no_grad():
+        _generate(model, sources, num_beams=num_beams, use_cache=False)  # no cache: SDPA's kernel throughout
+    batch = random_batch(seed=5)
+    model.train()
+    model(**batch, labels=batch["decoder_input_ids"]).loss.backward()  # training: SDPA's kernel
+    assert not calls

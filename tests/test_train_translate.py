@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from transformers import GenerationMixin
 
 from tests._tiny_tokenizer import tiny_tokenizer
@@ -94,6 +95,50 @@ def test_evaluate_model_decodes_and_records_the_models_generation_config(model_d
     assert (recorded["num_beams"], recorded["length_penalty"]) == (1, 1.0)
 
 
+def test_dtype_bfloat16_loads_bf16_weights_translates_and_is_recorded(model_dir, tmp_path, monkeypatch):
+    dtypes = []
+    original = translate_cli.translate
+
+    def record(model, *args, **kwargs):
+        dtypes.append(model.dtype)
+        return original(model, *args, **kwargs)
+
+    monkeypatch.setattr(translate_cli, "translate", record)
+    source = write_text(tmp_path / "in.de", "\n".join(SENTENCES) + "\n")
+    translate_cli.main(
+        [str(model_dir), "--input", str(source), "--output", str(tmp_path / "out.en"), "--dtype", "bfloat16"]
+    )
+    assert dtypes == [torch.bfloat16]
+    assert (tmp_path / "out.en").read_text(encoding="utf-8").count("\n") == len(SENTENCES)
+    model, _ = load_model(model_dir, dtype="bfloat16")
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in load_model(model_dir)[0].parameters()} == {torch.float32}  # the default
+
+    data = tmp_path / "data"
+    data.mkdir()
+    write_text(data / "test.de", "\n".join(SENTENCES) + "\n")
+    write_text(data / "test.en", "A dog runs.\nTwo men stand on the street.\nA girl paints.\n")
+    for dtype in ("float32", "bfloat16"):
+        evaluate_cli.main(
+            [
+                str(model_dir),
+                "--dataset",
+                str(data),
+                "--split",
+                "test",
+                "--output-dir",
+                str(tmp_path / dtype),
+                "--dtype",
+                dtype,
+            ]
+        )
+        assert json.loads((tmp_path / dtype / "results.test.json").read_text(encoding="utf-8"))["dtype"] == dtype
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        load_model(model_dir, dtype="float16")
+    with pytest.raises(SystemExit):
+        translate_cli.main([str(model_dir), "--dtype", "fp16"])
+
+
 def test_evaluate_model_reads_multi30k_and_its_tok_references_from_the_env_dir(model_dir, tmp_path, monkeypatch):
     """`$HVT_MULTI30K_DIR` names the copy for the text and for the `tok/` references alike."""
     copy = tmp_path / "m30k"
@@ -139,7 +184,7 @@ def test_empty_input_lines_give_empty_output_lines(model_dir, monkeypatch, capsy
         return generate(**inputs)
 
     monkeypatch.setattr(model, "generate", recording_generate)
-    monkeypatch.setattr(translate_cli, "load_model", lambda path: (model, tokenizer))
+    monkeypatch.setattr(translate_cli, "load_model", lambda path, dtype: (model, tokenizer))
     out = run_cli_on_stdin(monkeypatch, capsys, model_dir, b"\nEin Hund.\n   \n\nZwei M\xc3\xa4nner.\n\n")
     lines = out.split("\n")
     assert len(lines) == 7 and lines[-1] == ""  # 6 lines and the final line end

@@ -23,7 +23,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from train.data import load_split, tokenized_references
 from train.evaluate import score, score_tokenized_lowercase, write_results
 from train.lines import write_lines_atomic
-from train.model_folder import load_model
+from train.model_folder import DTYPES, load_model
 from train.translate import decoding_settings, positive_int, translate
 
 
@@ -39,13 +39,14 @@ def evaluate_model(
     length_penalty: float | None = None,
     output_dir: str | Path | None = None,
     max_samples: int | None = None,
+    dtype: str = "float32",
 ) -> dict[str, Any]:
-    """Translate `split` with the model in `model_dir` and score it (`evaluate_translations`);
-    returns the results dict. `output_dir` defaults to `model_dir`."""
+    """Translate `split` with the model in `model_dir`, its weights loaded as `dtype`, and score it
+    (`evaluate_translations`); returns the results dict. `output_dir` defaults to `model_dir`."""
     data = load_split(dataset, src_lang, tgt_lang, split, data_dir=data_dir)
     if max_samples is not None:
         data = data.select(range(min(max_samples, len(data))))
-    model, tokenizer = load_model(model_dir)
+    model, tokenizer = load_model(model_dir, dtype=dtype)
     results, _ = evaluate_translations(
         model,
         tokenizer,
@@ -86,6 +87,7 @@ def evaluate_translations(
     results: dict[str, Any] = {
         **meta,
         **decoding_settings(model, num_beams=num_beams, length_penalty=length_penalty),
+        "dtype": str(model.dtype).removeprefix("torch."),
         "translate_seconds": round(time.perf_counter() - start, 1),
         **score(hypotheses, data["tgt"], tgt_lang),
     }
@@ -112,6 +114,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--length-penalty", type=float, default=None, help="alpha (default: the model's)")
     parser.add_argument("--output-dir", default=None)
     parser.add_argument("--max-samples", type=positive_int, default=None)
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="weight type (see translate)")
     args = parser.parse_args(argv)
     results = evaluate_model(
         args.model,
@@ -124,6 +127,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         length_penalty=args.length_penalty,
         output_dir=args.output_dir,
         max_samples=args.max_samples,
+        dtype=args.dtype,
     )
     print(f"BLEU {results['bleu']:.2f}  ({results['bleu_signature']})")
     print(f"chrF {results['chrf']:.2f}  ({results['chrf_signature']})")

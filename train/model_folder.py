@@ -19,6 +19,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import torch
 from safetensors import safe_open
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
@@ -35,10 +36,18 @@ class ModelFolderError(ValueError):
     """A model folder is incomplete, corrupt, or its weights do not match its config."""
 
 
-def load_model(model_dir: str | Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+"""The weight types the command-line tools load a model in (`--dtype`); float32 is the default."""
+
+
+def load_model(model_dir: str | Path, dtype: str = "float32") -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """The model of `model_dir` (a folder written by training, or a Hub repo id) in eval mode, with
-    its tokenizer; both checked (see the module docstring)."""
-    model = load_checked_model(model_dir).eval()
+    its tokenizer; both checked (see the module docstring). `dtype` (a key of `DTYPES`) is the type of
+    its weights, as `from_pretrained(dtype=...)` loads them: `"bfloat16"` translates faster on CPUs with
+    native bf16 (`benchmarks/README.md`, with its effect on BLEU)."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    model = load_checked_model(model_dir, dtype=DTYPES[dtype]).eval()
     tokenizer = load_tokenizer(model_dir)
     if len(tokenizer) > model.config.vocab_size:
         raise ModelFolderError(
@@ -48,9 +57,9 @@ def load_model(model_dir: str | Path) -> tuple[PreTrainedModel, PreTrainedTokeni
     return model, tokenizer
 
 
-def load_checked_model(model_dir: str | Path, **config_overrides: Any) -> PreTrainedModel:
-    """`AutoModelForSeq2SeqLM.from_pretrained(model_dir, **config_overrides)`, refusing a folder whose
-    files are missing or corrupt or whose weights do not match its config."""
+def load_checked_model(model_dir: str | Path, **from_pretrained_kwargs: Any) -> PreTrainedModel:
+    """`AutoModelForSeq2SeqLM.from_pretrained(model_dir, **from_pretrained_kwargs)` (config overrides, `dtype`),
+    refusing a folder whose files are missing or corrupt or whose weights do not match its config."""
     folder = Path(model_dir)
     if folder.exists():
         _check_folder(folder)
@@ -59,7 +68,7 @@ def load_checked_model(model_dir: str | Path, **config_overrides: Any) -> PreTra
         trust_remote_code=True,
         output_loading_info=True,
         ignore_mismatched_sizes=True,  # reported below as an error, with the tensors' names
-        **config_overrides,
+        **from_pretrained_kwargs,
     )
     problems = [
         f"{len(info[key])} {what} ({_some(info[key])})"

@@ -23,7 +23,8 @@ What the command guarantees:
 
 Decoding: the model's own `generation_config.json` (for this project's models the paper's §6.1:
 beam 4, length penalty 0.6, at most input length + 50 tokens), except the settings given as flags
-(`--beams`, `--length-penalty`, `--max-new-tokens`) or arguments of `translate`.
+(`--beams`, `--length-penalty`, `--max-new-tokens`) or arguments of `translate`. `--dtype bfloat16`
+loads the weights in bf16, faster on CPUs with native bf16 (`benchmarks/README.md` has its BLEU).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from hf_vanilla_transformer.generation import MAX_NEW_TOKENS_OVER_INPUT
 from train.extras import require_extra
 from train.lines import decode_utf8, split_lines, write_lines_atomic
-from train.model_folder import load_model
+from train.model_folder import DTYPES, load_model
 
 
 def decoding_settings(
@@ -209,6 +210,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--batch-tokens", type=positive_int, default=6000)
     parser.add_argument(
+        "--dtype",
+        choices=sorted(DTYPES),
+        default="float32",
+        help="weight type (torch engine): bfloat16 is faster on CPUs with native bf16 (avx512_bf16, AMX); "
+        "its BLEU against float32 is in benchmarks/README.md",
+    )
+    parser.add_argument(
         "--engine",
         choices=("torch", "ctranslate2"),
         default="torch",
@@ -230,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         translated = [text.replace("\n", " ") for text in translated]  # one line per input line
         _write(args.output, translated)
         return
-    model, tokenizer = load_model(args.model)
+    model, tokenizer = load_model(args.model, dtype=args.dtype)
     translated = translate(
         model,
         tokenizer,
