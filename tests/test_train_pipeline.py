@@ -372,6 +372,18 @@ def test_recipe_writes_only_into_its_run_folder_and_cards_refresh_on_request(dat
     with pytest.raises(FileNotFoundError, match="run the recipe first"):
         recipe.refresh_cards(cards, overrides=[f"output_dir={tmp_path / 'nothing'}"])
 
+    # --rewrite-cards: the card built again from what the run saved, with the machine it trained on.
+    card = out / "model" / "README.md"
+    original = card.read_bytes()
+    card.write_text("a stale card\n")
+    recipe.refresh_cards(cards, overrides=[f"output_dir={out}"], rewrite=True)
+    assert card.read_bytes() == original == (cards / "multi30k-de-en.md").read_bytes()
+    summary = json.loads((out / "summary.json").read_text())
+    summary["machine"]["cpu"] = "Another CPU"
+    (out / "summary.json").write_text(json.dumps(summary))
+    recipe.refresh_cards(cards, overrides=[f"output_dir={out}"], rewrite=True)
+    assert "Another CPU" in card.read_text() and (cards / "multi30k-de-en.md").read_bytes() == card.read_bytes()
+
 
 def test_bf16_autocast_trains_with_fp32_weights(data, tmp_path):
     """precision: bf16 (what `auto` picks on CPUs with native bf16) trains through the Trainer's autocast."""

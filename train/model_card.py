@@ -5,7 +5,8 @@ card's YAML metadata: license, languages, datasets, tags, `pipeline_tag: transla
 `library_name: transformers`, `base_model` for fine-tunes, and a `model-index` with the BLEU and chrF
 results (one `EvalResult` per metric and test set, the sacreBLEU signature as metric config).
 `write_model_card` builds the card of a finished training run from its settings and test results
-and saves it as the model folder's `README.md`.
+and saves it as the model folder's `README.md`; `rewrite_model_card` builds it again, with the current
+card code, from what a finished run saved (`python -m train.recipe --rewrite-cards`).
 
     card = build_model_card(
         repo_id="user/vt-multi30k-de-en", src_lang="de", tgt_lang="en", dataset_name="multi30k",
@@ -25,6 +26,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
@@ -33,7 +35,15 @@ from train.config import TrainConfig
 from train.data import published_split_name
 from train.precision import machine_description, native_bf16
 
-__all__ = ["TEMPLATE_PATH", "PAPER_BIBTEX", "KNOWN_DATASETS", "DatasetFacts", "build_model_card", "write_model_card"]
+__all__ = [
+    "TEMPLATE_PATH",
+    "PAPER_BIBTEX",
+    "KNOWN_DATASETS",
+    "DatasetFacts",
+    "build_model_card",
+    "write_model_card",
+    "rewrite_model_card",
+]
 
 TEMPLATE_PATH = Path(__file__).with_name("model_card_template.md")
 
@@ -474,8 +484,12 @@ def card_results(cfg: TrainConfig, test: Mapping[str, Any] | None) -> dict[str, 
     return results
 
 
-def hyperparameters(cfg: TrainConfig, state: Any = None) -> dict[str, Any]:
-    """The training settings shown in the card, in display order."""
+def hyperparameters(
+    cfg: TrainConfig, state: Any = None, machine: Mapping[str, Any] | None = None, precision: str | None = None
+) -> dict[str, Any]:
+    """The training settings shown in the card, in display order. `machine` (as
+    `train.precision.machine_description` gives it) and `precision` (`"fp32"` or `"bf16"`) are those the
+    run trained with: by default this machine's and what `cfg.precision` picks on it."""
     width = "d_model" if cfg.model_type == "vanilla-transformer" else "hidden_size"  # train.train.model_width
     values = {
         "preset": cfg.preset if not cfg.init_from else f"fine-tuned from {cfg.init_from}",
@@ -499,11 +513,10 @@ def hyperparameters(cfg: TrainConfig, state: Any = None) -> dict[str, Any]:
         values["embedding initialisation"] = f"{vectors}, rescaled to std d_model^-0.5"
     if state is not None and state.epoch is not None:
         values["epochs"] = round(state.epoch, 2)
-    machine = machine_description()  # the card is written by the run, on the machine that trained
-    native = native_bf16()
-    values["precision"] = f"{cfg.precision}: " + (
-        "bf16 autocast, fp32 weights" if cfg.precision == "bf16" or (cfg.precision == "auto" and native) else "fp32"
-    )
+    machine = machine or machine_description()  # by default the card is written by the run, on the machine that trained
+    if precision is None:
+        precision = "bf16" if cfg.precision == "bf16" or (cfg.precision == "auto" and native_bf16()) else "fp32"
+    values["precision"] = f"{cfg.precision}: " + ("bf16 autocast, fp32 weights" if precision == "bf16" else "fp32")
     threads = machine["torch_threads"]
     values["hardware"] = (
         f"{machine['cpu']} CPU ({', '.join(machine['cpu_flags'])}), {threads} thread{'s' * (threads != 1)}; "
@@ -513,10 +526,17 @@ def hyperparameters(cfg: TrainConfig, state: Any = None) -> dict[str, Any]:
 
 
 def write_model_card(
-    cfg: TrainConfig, model: Any, model_dir: str | Path, test: Mapping[str, Any] | None, state: Any = None
+    cfg: TrainConfig,
+    model: Any,
+    model_dir: str | Path,
+    test: Mapping[str, Any] | None,
+    state: Any = None,
+    machine: Mapping[str, Any] | None = None,
+    precision: str | None = None,
 ) -> Path:
     """Build the card of a training run's final `model` (saved in `model_dir`) and save it there as
-    `README.md`. `test`: the run's test results, `state`: the Trainer's state."""
+    `README.md`. `test`: the run's test results, `state`: the Trainer's state; `machine` and `precision`
+    as in `hyperparameters`."""
     model_dir = Path(model_dir)
     repo_id = cfg.push_to_hub or f"your-username/{Path(cfg.output_dir).name}"
     dataset_name = "tatoeba-cmn-eng" if "tatoeba" in cfg.dataset else cfg.dataset
@@ -526,7 +546,7 @@ def write_model_card(
         tgt_lang=cfg.tgt_lang,
         dataset_name=dataset_name,
         results=card_results(cfg, test),
-        hyperparameters=hyperparameters(cfg, state),
+        hyperparameters=hyperparameters(cfg, state, machine, precision),
         base_model=cfg.init_from
         if cfg.init_from and "/" in cfg.init_from and not Path(cfg.init_from).exists()
         else None,
@@ -536,3 +556,22 @@ def write_model_card(
     path = model_dir / "README.md"
     card.save(path)
     return path
+
+
+def rewrite_model_card(run_dir: str | Path) -> Path:
+    """Build a finished run's card again with the current card code, from what the run saved: its
+    `train_config.json`, its `summary.json` (steps, epochs, test results, the machine and precision it
+    trained with) and its model folder. Nothing is trained or scored again; returns the card's path."""
+    from train.model_folder import load_model  # loads torch and transformers: only here
+
+    run_dir = Path(run_dir)
+    missing = [name for name in ("train_config.json", "summary.json", "model") if not (run_dir / name).exists()]
+    if missing:
+        raise FileNotFoundError(f"{run_dir} is not a finished run: {', '.join(missing)} missing")
+    cfg = TrainConfig.from_dict(json.loads((run_dir / "train_config.json").read_text(encoding="utf-8")))
+    summary = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+    model, _ = load_model(run_dir / "model")
+    state = SimpleNamespace(global_step=summary["steps"], epoch=summary.get("epochs"))
+    return write_model_card(
+        cfg, model, run_dir / "model", summary.get("test"), state, summary.get("machine"), summary.get("precision")
+    )

@@ -5,6 +5,7 @@
     python -m train.recipe --setting tatoeba-zh-en   # Tatoeba Chinese -> English (also tatoeba-en-zh)
     python -m train.recipe --resume         # continue an interrupted run of the same setting
     python -m train.recipe --refresh-cards  # copy finished runs' cards into model_cards/ (`make cards`)
+    python -m train.recipe --rewrite-cards  # the same, each card first built again with the current card code
 
 Steps: shared BPE tokenizer -> training with the paper's recipe -> averaging of the last
 checkpoints -> sacreBLEU on test2016 with beam search -> a few example translations. It prints
@@ -45,16 +46,21 @@ MODEL_CARDS = Path(__file__).resolve().parents[1] / "model_cards"
 """The project's committed model cards."""
 
 
-def refresh_cards(cards_dir: Path = MODEL_CARDS, overrides: Sequence[str] = ()) -> list[Path]:
+def refresh_cards(cards_dir: Path = MODEL_CARDS, overrides: Sequence[str] = (), rewrite: bool = False) -> list[Path]:
     """Copy the model card of each setting's finished run to `cards_dir/<run name>.md`, and its
     `summary.json` (metrics with signatures, steps, time, precision, seed, machine) to
     `<run name>.results.json`; returns the files written. Settings without a finished run are
-    skipped; none at all is an error."""
+    skipped; none at all is an error. With `rewrite`, each card is first built again with the current
+    card code from what its run saved (`train.model_card.rewrite_model_card`)."""
     written = []
     run_dirs = [Path(TrainConfig.load(setting, list(overrides)).output_dir) for setting in SETTINGS.values()]
     for output_dir in dict.fromkeys(run_dirs):  # once each
         card = output_dir / "model" / "README.md"
         if card.is_file():
+            if rewrite:
+                from train.model_card import rewrite_model_card
+
+                rewrite_model_card(output_dir)
             target = cards_dir / f"{output_dir.name}.md"
             shutil.copyfile(card, target)
             written.append(target)
@@ -80,10 +86,15 @@ def main(argv: Sequence[str] | None = None) -> dict:
         action="store_true",
         help=f"do not train: copy the finished runs' model cards into {MODEL_CARDS.name}/ (make cards)",
     )
+    parser.add_argument(
+        "--rewrite-cards",
+        action="store_true",
+        help="as --refresh-cards, but first build each finished run's card again with the current card code",
+    )
     parser.add_argument("overrides", nargs="*", help="key=value TrainConfig overrides")
     args = parser.parse_args(argv)
-    if args.refresh_cards:
-        for card in refresh_cards(overrides=args.overrides):
+    if args.refresh_cards or args.rewrite_cards:
+        for card in refresh_cards(overrides=args.overrides, rewrite=args.rewrite_cards):
             print(f"updated {card}")
         return {}
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
