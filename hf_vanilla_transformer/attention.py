@@ -82,22 +82,21 @@ def decode_step_attention(
     scaling: float,
     **kwargs,
 ) -> tuple[torch.Tensor, None]:
-    """softmax(Q K^T / sqrt(d_k)) V for the few queries of a cached decoding step, where an SDPA model
-    would call torch's fused kernel (eq. 1, as `scaled_dot_product_attention`).
+    """`scaled_dot_product_attention` for the few queries of a cached decoding step, where an SDPA
+    model would call torch's fused kernel.
 
     `attention_mask` comes as transformers builds it for SDPA: boolean (True where attention is
-    allowed), additive, or None. Like the SDPA integration it returns no weights. It is called only
-    without autograd and dropout, and never for causal self-attention over several queries (see
-    `MultiHeadAttention._kernel`), so no causal mask is left implicit.
+    allowed), additive, or None; a boolean one is made additive here. Like the SDPA integration it
+    returns no weights. It is called only without autograd and dropout, and never for causal
+    self-attention over several queries (see `MultiHeadAttention._kernel`), so no causal mask is left
+    implicit.
     """
-    scores = torch.matmul(query, key.transpose(-2, -1)) * scaling  # (B, h, T_q, T_k)
-    if attention_mask is not None:
-        if attention_mask.dtype == torch.bool:
-            scores = scores.masked_fill(~attention_mask, float("-inf"))
-        else:
-            scores = scores + attention_mask
-    weights = nn.functional.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
-    return torch.matmul(weights, value).transpose(1, 2).contiguous(), None  # (B, T_q, h, d_v)
+    if attention_mask is not None and attention_mask.dtype == torch.bool:
+        attention_mask = torch.zeros(attention_mask.shape, dtype=query.dtype).masked_fill_(
+            ~attention_mask, float("-inf")
+        )
+    output, _ = scaled_dot_product_attention(module, query, key, value, attention_mask, scaling)
+    return output, None
 
 
 class AdditiveScore(nn.Module):

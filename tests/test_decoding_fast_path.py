@@ -207,7 +207,7 @@ def test_decode_step_attention_equals_torch_sdpa(mask, queries):
         mask
     ]
     expected = torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=attn_mask, scale=0.3)
-    output, weights = decode_step_attention(None, query, key, value, attn_mask, scaling=0.3)
+    output, weights = decode_step_attention(torch.nn.Module().eval(), query, key, value, attn_mask, scaling=0.3)
     assert weights is None  # as SDPA's integration
     torch.testing.assert_close(output, expected.transpose(1, 2))
 
