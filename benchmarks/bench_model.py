@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -50,6 +51,9 @@ from train.precision import native_bf16  # noqa: E402
 
 VOCAB = 8000
 CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+ISA_CAPS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+"""Environment variables that make torch, oneDNN and MKL use older instructions than the CPU has
+(`ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2`: an AVX2-only CPU)."""
 
 
 def cpu_description() -> dict:
@@ -62,7 +66,11 @@ def cpu_description() -> dict:
                 name = line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return {"cpu": name, "flags": [f for f in CPU_FLAGS if f in flags], "threads": torch.get_num_threads()}
+    description = {"cpu": name, "flags": [f for f in CPU_FLAGS if f in flags], "threads": torch.get_num_threads()}
+    # The instruction set torch's kernels use, and any cap put on it (to measure an AVX2-only CPU on a newer one).
+    description["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    caps = {name: os.environ[name] for name in ISA_CAPS if os.environ.get(name)}
+    return description | ({"isa_caps": caps} if caps else {})
 
 
 def sizes(preset: str, vocab_size: int = VOCAB) -> dict:
@@ -265,7 +273,8 @@ def bench_decoding(preset: str, rounds: int, ablations: bool = False, clock=time
     source = {"input_ids": input_ids, "attention_mask": (input_ids != 0).long()}
     ours, marian = build("ours", preset).eval(), build("marian", preset).eval()
     # The same weights in bf16 (`translate --dtype bfloat16`), on CPUs that multiply bf16 natively.
-    ours_bf16 = build("ours", preset).eval().to(torch.bfloat16) if native_bf16() else None
+    capped = any(os.environ.get(name) for name in ISA_CAPS)  # measuring an older CPU: no native bf16 there
+    ours_bf16 = build("ours", preset).eval().to(torch.bfloat16) if native_bf16() and not capped else None
     rows = []
     for beams in (1, 4):
         fixed = dict(num_beams=beams, max_new_tokens=25, min_new_tokens=25, do_sample=False)
