@@ -39,6 +39,7 @@ from transformers.utils import logging
 from .configuration_vanilla_transformer import VanillaTransformerConfig
 from .generation import fold_beams, unfold_beam_weights
 from .onednn import onednn_linear
+from .packing import Packing
 
 DECODE_STEP_MAX_QUERIES = 16
 """Most query positions for which a cached decoding step of an SDPA model uses `decode_step_attention`
@@ -178,6 +179,9 @@ class MultiHeadAttention(nn.Module):
     The h per-head projections are stored as one `(h * d_k, d_model)` matrix each (`q_proj`, `k_proj`,
     `v_proj`), the usual equivalent layout; `out_proj` is W^O (§3.2.2).
 
+    With `config.skip_padding`, training forwards pass packed hidden states (`packing.py`): the projections run
+    on the real tokens only, and the attention kernel on the padded layout.
+
     Decoding with a KV cache: self-attention appends this step's keys/values to
     `cache.self_attention_cache`; cross-attention projects the encoder output once, on the first
     step, and reuses it afterwards (`cache.is_updated[layer_idx]`).
@@ -213,20 +217,34 @@ class MultiHeadAttention(nn.Module):
         """(B, T, h * d_k) -> (B, h, T, d_k)"""
         return x.view(*x.shape[:-1], self.num_heads, self.head_dim).transpose(1, 2)
 
+    def _project(self, projection: nn.Linear, x: torch.Tensor, packing: Packing | None) -> torch.Tensor:
+        """x (B, T, d_model), or its packed rows (N, d_model) with `packing` -> x W split into heads, (B, h, T, d_k).
+
+        Packed rows are projected packed and then scattered to (B, T), zeros at the positions left out."""
+        x = onednn_linear(projection, x)  # oneDNN when no autograd (onednn.py)
+        return self._split_heads(packing.unpack(x) if packing is not None else x)
+
     def forward(
         self,
         hidden_states: torch.Tensor,
         key_value_states: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         cache: Cache | None = None,
+        packing: Packing | None = None,
+        key_value_packing: Packing | None = None,
         **kwargs,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """hidden_states (B, T_q, d_model) are the queries; keys/values come from `key_value_states`
         (B, T_k, d_model) for cross-attention, else from `hidden_states`.
         Returns the output (B, T_q, d_model) and the attention weights (B, h, T_q, T_k), or None
-        when the kernel does not compute them (SDPA)."""
+        when the kernel does not compute them (SDPA).
+
+        With `packing`, `hidden_states` and the output are the packed rows (N_q, d_model) of the (B, T_q)
+        batch; with `key_value_packing`, `key_value_states` are packed rows (N_k, d_model) of (B, T_k).
+        Only the packed rows are projected; the kernel sees (B, h, T, d_k) with zeros at the positions left
+        out, which the masks hide from every kept query (`packing.py`). Not used with a cache."""
         is_cross_attention = key_value_states is not None
-        query = self._split_heads(onednn_linear(self.q_proj, hidden_states))
+        query = self._project(self.q_proj, hidden_states, packing)
         # Beam search: one cross-attention K/V per sentence, shared by its beams (generation.BeamSearchCache).
         beams = getattr(cache, "beams_per_source", 1) if is_cross_attention else 1
 
@@ -243,8 +261,9 @@ class MultiHeadAttention(nn.Module):
         else:
             source = key_value_states if is_cross_attention else hidden_states
             source = cache.per_source(source) if beams > 1 else source
-            key = self._split_heads(onednn_linear(self.k_proj, source))
-            value = self._split_heads(onednn_linear(self.v_proj, source))
+            source_packing = key_value_packing if is_cross_attention else packing
+            key = self._project(self.k_proj, source, source_packing)
+            value = self._project(self.v_proj, source, source_packing)
             if layer_cache is not None:
                 key, value = layer_cache.update(key, value, self.layer_idx)
                 if is_cross_attention and isinstance(cache, EncoderDecoderCache):
@@ -263,7 +282,10 @@ class MultiHeadAttention(nn.Module):
             scaling=self.scaling,
             **kwargs,
         )
-        output = output.reshape(*hidden_states.shape[:-1], -1)  # Concat(head_1..head_h): (B, T_q, h*d_v)
+        batch_shape = packing.shape if packing is not None else hidden_states.shape[:-1]
+        output = output.reshape(*batch_shape, -1)  # Concat(head_1..head_h): (B, T_q, h*d_v)
+        if packing is not None:
+            output = packing.pack(output)  # (N_q, h*d_v)
         weights = unfold_beam_weights(weights, beams) if beams > 1 and weights is not None else weights
         return onednn_linear(self.out_proj, output), weights
 

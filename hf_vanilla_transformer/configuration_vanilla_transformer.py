@@ -74,6 +74,12 @@ class VanillaTransformerConfig(PreTrainedConfig):
         share_encoder_decoder_embeddings: one embedding matrix for source and target (§3.4).
         tie_word_embeddings: tie the pre-softmax projection to the (decoder) embedding (§3.4).
         init_std: std of the normal init used only for learned position embeddings.
+        skip_padding: compute the position-wise layers (projections, FFN, layer norms, residuals, and with
+            labels the pre-softmax layer and the loss) on real tokens only: source padding, and target
+            positions after each row's last labelled one (`packing.py`). The same loss, gradients and outputs
+            at those positions, up to float rounding; outputs at the positions left out are zeros.
+            Not a modelling choice: `False` computes every padded position, as the paper's code and
+            transformers' Marian do.
     """
 
     model_type = "vanilla_transformer"
@@ -108,6 +114,7 @@ class VanillaTransformerConfig(PreTrainedConfig):
     share_encoder_decoder_embeddings: bool = True
     tie_word_embeddings: bool = True
     init_std: float = 0.02
+    skip_padding: bool = True
     pad_token_id: int | None = 0
     bos_token_id: int | None = 1
     eos_token_id: int | list[int] | None = 2

@@ -17,6 +17,10 @@ Each connection is one line of a layer's `forward`:
 Parameter names follow transformers' Marian/BART (`self_attn`, `self_attn_layer_norm`, `encoder_attn`,
 `encoder_attn_layer_norm`, `final_layer_norm`), so that their weights map one to one; the FFN's
 `fc1`/`fc2` sit in its own module, `feed_forward`.
+
+Everything here but attention acts on each position separately, so with `packing` (`packing.py`) a layer takes
+and returns the packed rows (N, d_model) of its batch instead of (B, T, d_model), and only its attention
+sub-layers see the padded layout.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from .attention import MultiHeadAttention
 from .configuration_vanilla_transformer import VanillaTransformerConfig
 from .onednn import onednn_linear
+from .packing import Packing
 
 
 class ResidualLayerNorm(nn.LayerNorm):
@@ -49,7 +54,8 @@ class ResidualLayerNorm(nn.LayerNorm):
     def residual(
         self, sublayer: Callable[..., torch.Tensor | tuple], x: torch.Tensor, **kwargs
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """x (B, T, d_model) -> (LayerNorm(x + Dropout(sublayer(x, **kwargs))), the sub-layer's extra output).
+        """x (B, T, d_model) or packed (N, d_model) -> (LayerNorm(x + Dropout(sublayer(x, **kwargs))), the
+        sub-layer's extra output), of x's shape.
 
         A sub-layer may return `(output, attention_weights)`; the weights are passed back, else None.
         """
@@ -70,7 +76,7 @@ class PositionwiseFeedForward(nn.Module):
         self.activation_dropout = config.activation_dropout  # not in the paper; 0 by default
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B, T, d_model) -> (B, T, d_model)"""
+        """x (B, T, d_model) -> (B, T, d_model), or packed rows (N, d_model) -> (N, d_model)"""
         hidden = self.activation_fn(onednn_linear(self.fc1, x))  # oneDNN when no autograd (onednn.py)
         hidden = nn.functional.dropout(hidden, p=self.activation_dropout, training=self.training)
         return onednn_linear(self.fc2, hidden)
@@ -93,11 +99,16 @@ class EncoderLayer(GradientCheckpointingLayer):
         self.final_layer_norm = _residual_norm(config)
 
     def forward(
-        self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        packing: Packing | None = None,
+        **kwargs,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """hidden_states (B, S, d_model) -> (B, S, d_model), self-attention weights (B, h, S, S) or None."""
+        """hidden_states (B, S, d_model) -> (B, S, d_model), self-attention weights (B, h, S, S) or None.
+        With `packing`, the packed rows (N, d_model) -> (N, d_model)."""
         x, weights = self.self_attn_layer_norm.residual(
-            self.self_attn, hidden_states, attention_mask=attention_mask, **kwargs
+            self.self_attn, hidden_states, attention_mask=attention_mask, packing=packing, **kwargs
         )
         x, _ = self.final_layer_norm.residual(self.feed_forward, x)
         return x, weights
@@ -127,12 +138,16 @@ class DecoderLayer(GradientCheckpointingLayer):
         encoder_hidden_states: torch.Tensor | None = None,
         encoder_attention_mask: torch.Tensor | None = None,
         cache: Cache | None = None,
+        packing: Packing | None = None,
+        encoder_packing: Packing | None = None,
         **kwargs,
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """hidden_states (B, T, d_model), encoder_hidden_states (B, S, d_model) -> (B, T, d_model),
-        self-attention weights (B, h, T, T_past+T) and cross-attention weights (B, h, T, S), or None."""
+        self-attention weights (B, h, T, T_past+T) and cross-attention weights (B, h, T, S), or None.
+        With `packing` / `encoder_packing`, hidden states / encoder states are packed rows (N, d_model), and so
+        is the output."""
         x, self_weights = self.self_attn_layer_norm.residual(
-            self.self_attn, hidden_states, attention_mask=attention_mask, cache=cache, **kwargs
+            self.self_attn, hidden_states, attention_mask=attention_mask, cache=cache, packing=packing, **kwargs
         )
         cross_weights = None
         if encoder_hidden_states is not None:
@@ -142,6 +157,8 @@ class DecoderLayer(GradientCheckpointingLayer):
                 key_value_states=encoder_hidden_states,
                 attention_mask=encoder_attention_mask,
                 cache=cache,
+                packing=packing,
+                key_value_packing=encoder_packing,
                 **kwargs,
             )
         x, _ = self.final_layer_norm.residual(self.feed_forward, x)

@@ -34,6 +34,11 @@ Deviations from the paper (each is tested in `tests/`):
 6. A decoder start token `<s>` precedes every target (the paper does not say how decoding starts).
 7. Optional, off by default: pre-LN, learned positions, GELU, attention/activation dropout,
    untied or unshared embeddings, the concatenated sin/cos layout.
+
+Padding (`config.skip_padding`, on by default; `packing.py`): the position-wise layers run on real tokens
+only, the source tokens and, for a forward with labels, the target positions up to each row's last labelled
+one. The same loss, gradients and outputs at those positions; the outputs at the other positions (encoder
+states at source padding, logits after a row's last label) are zeros instead of numbers nothing uses.
 """
 
 from __future__ import annotations
@@ -61,8 +66,9 @@ from .configuration_vanilla_transformer import VanillaTransformerConfig
 from .generation import PaperGenerationMixin, paper_generation_config
 from .layers import DecoderLayer, EncoderLayer
 from .onednn import onednn_linear
+from .packing import source_packing, target_packing
 from .positional_encoding import LearnedPositionalEmbedding, SinusoidalPositionalEncoding, check_positions_fit
-from .seq2seq_loss import label_smoothed_nll_loss  # shared with the recurrent models
+from .seq2seq_loss import label_smoothed_nll_loss, loss_positions  # shared with the recurrent models
 
 
 class VanillaTransformerPreTrainedModel(PreTrainedModel):
@@ -170,6 +176,16 @@ class _Stack(VanillaTransformerPreTrainedModel):
         hidden = self.config.output_hidden_states if hidden is None else hidden
         return bool(attentions), bool(hidden)
 
+    def _may_skip_padding(self, output_attentions: bool, output_hidden_states: bool) -> bool:
+        """Whether the layers may run on packed real tokens (`packing.py`): `config.skip_padding`, no per-layer
+        outputs asked (they keep every position), and no torch.compile / export tracing (the number of real
+        tokens is data-dependent)."""
+        return (
+            self.config.skip_padding
+            and not (output_attentions or output_hidden_states)
+            and not torch.compiler.is_compiling()
+        )
+
 
 class VanillaTransformerEncoder(_Stack):
     """N identical layers of self-attention + FFN over the source (§3.1)."""
@@ -187,18 +203,28 @@ class VanillaTransformerEncoder(_Stack):
         inputs_embeds: torch.Tensor | None = None,
         **kwargs,
     ) -> BaseModelOutput:
-        """input_ids (B, S), attention_mask (B, S) with 1 for tokens and 0 for padding -> (B, S, d_model)."""
+        """input_ids (B, S), attention_mask (B, S) with 1 for tokens and 0 for padding -> (B, S, d_model).
+
+        With `config.skip_padding` and padding in the batch, the layers run on the real tokens only (`packing.py`),
+        and the output is zero at padding."""
         output_attentions, output_hidden_states = self._output_flags(kwargs)
         hidden_states = self.embed(input_ids, inputs_embeds, 0, "encoder")
         mask = create_bidirectional_mask(config=self.config, inputs_embeds=hidden_states, attention_mask=attention_mask)
+        packing = None
+        if self._may_skip_padding(output_attentions, output_hidden_states):
+            packing = source_packing(attention_mask)
+        if packing is not None:
+            hidden_states = packing.pack(hidden_states)  # (N, d_model), the real tokens
         all_hidden, all_attn = [], []
         for layer in self.layers:
             if output_hidden_states:
                 all_hidden.append(hidden_states)
-            hidden_states, weights = layer(hidden_states, mask, **kwargs)
+            hidden_states, weights = layer(hidden_states, mask, packing=packing, **kwargs)
             if output_attentions:
                 all_attn.append(weights)
         hidden_states = self.finish(hidden_states)
+        if packing is not None:
+            hidden_states = packing.unpack(hidden_states)  # (B, S, d_model), zeros at padding
         if output_hidden_states:
             all_hidden.append(hidden_states)
         return BaseModelOutput(
@@ -227,6 +253,7 @@ class VanillaTransformerDecoder(_Stack):
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
         past_key_values: Cache | None = None,
+        needed_positions: torch.Tensor | None = None,
         **kwargs,
     ) -> BaseModelOutputWithPastAndCrossAttentions:
         """input_ids (B, T) target prefix, encoder_hidden_states (B, S, d_model) -> (B, T, d_model).
@@ -234,6 +261,11 @@ class VanillaTransformerDecoder(_Stack):
         With `use_cache`, keys and values of past target positions are kept in an
         `EncoderDecoderCache` (`cache`; `past_key_values` is its name before transformers 5.24);
         then only the new positions need to be passed.
+
+        `needed_positions` (B, T) bool marks the positions whose outputs are used (the labelled ones, in
+        training). With `config.skip_padding` and no cache, the layers then run only on the positions up to
+        each row's last needed one, and on the real source tokens in encoder-decoder attention (`packing.py`);
+        the output is zero at the positions after that.
         """
         output_attentions, output_hidden_states = self._output_flags(kwargs)
         cache = resolve_cache(cache, past_key_values, "decoder")
@@ -272,6 +304,16 @@ class VanillaTransformerDecoder(_Stack):
                 encoder_hidden_states=encoder_hidden_states,
             )
 
+        packing = encoder_packing = None
+        if cache is None and self._may_skip_padding(output_attentions, output_hidden_states):
+            packing = target_packing(needed_positions) if needed_positions is not None else None
+            if encoder_hidden_states is not None:
+                encoder_packing = source_packing(encoder_attention_mask)
+        if packing is not None:
+            hidden_states = packing.pack(hidden_states)  # (N_t, d_model), up to each row's last needed position
+        if encoder_packing is not None:
+            encoder_hidden_states = encoder_packing.pack(encoder_hidden_states)  # (N_s, d_model), source tokens
+
         all_hidden, all_self, all_cross = [], [], []
         for layer in self.layers:
             if output_hidden_states:
@@ -282,12 +324,16 @@ class VanillaTransformerDecoder(_Stack):
                 encoder_hidden_states,  # positional for gradient checkpointing
                 encoder_attention_mask=cross_mask,
                 cache=cache,
+                packing=packing,
+                encoder_packing=encoder_packing,
                 **kwargs,
             )
             if output_attentions:
                 all_self.append(self_w)
                 all_cross.append(cross_w)
         hidden_states = self.finish(hidden_states)
+        if packing is not None:
+            hidden_states = packing.unpack(hidden_states)  # (B, T, d_model), zeros after the last needed position
         if output_hidden_states:
             all_hidden.append(hidden_states)
         return BaseModelOutputWithPastAndCrossAttentions(
@@ -346,12 +392,14 @@ class VanillaTransformerModel(VanillaTransformerPreTrainedModel):
         decoder_inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
         past_key_values: Cache | None = None,
+        decoder_needed_positions: torch.Tensor | None = None,
         **kwargs,
     ) -> Seq2SeqModelOutput:
         """input_ids (B, S) source, decoder_input_ids (B, T) shifted target -> (B, T, d_model).
 
         Without decoder inputs only the encoder runs, and the output holds just the encoder's fields
-        (so `output[0]` is the source encoding, as `pipeline("feature-extraction")` expects)."""
+        (so `output[0]` is the source encoding, as `pipeline("feature-extraction")` expects).
+        `decoder_needed_positions` (B, T): the decoder's `needed_positions`."""
         if encoder_outputs is None:
             encoder_outputs = self.encoder(
                 input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs
@@ -377,6 +425,7 @@ class VanillaTransformerModel(VanillaTransformerPreTrainedModel):
             cache=resolve_cache(cache, past_key_values, "VanillaTransformerModel"),
             inputs_embeds=decoder_inputs_embeds,
             use_cache=use_cache,
+            needed_positions=decoder_needed_positions,
             **kwargs,
         )
         return Seq2SeqModelOutput(
@@ -429,11 +478,19 @@ class VanillaTransformerForConditionalGeneration(
         """labels (B, T): target ids ending in `</s>`; -100 and padding are ignored by the loss.
         Returns logits (B, T, V) over the shared vocabulary and, with labels, the loss: the
         label-smoothed cross-entropy with epsilon `label_smoothing` (§5.4 uses 0.1; default 0, the
-        plain negative log-likelihood), averaged over target tokens."""
+        plain negative log-likelihood), averaged over target tokens.
+
+        With labels and `config.skip_padding` (the default), the positions after each row's last counted label
+        (right padding) are not computed (`packing.py`): their logits are zeros. The loss, its gradients and
+        the logits at the other positions are those of the full computation."""
+        needed = packing = None
         if labels is not None:
             use_cache = False
             if decoder_input_ids is None and decoder_inputs_embeds is None:
                 decoder_input_ids = self.prepare_decoder_input_ids_from_labels(labels)
+            if self.config.skip_padding and not torch.compiler.is_compiling():
+                needed = loss_positions(labels, self.config.pad_token_id)
+                packing = target_packing(needed)
         outputs = self.model(
             input_ids,
             attention_mask=attention_mask,
@@ -444,14 +501,20 @@ class VanillaTransformerForConditionalGeneration(
             inputs_embeds=inputs_embeds,
             decoder_inputs_embeds=decoder_inputs_embeds,
             use_cache=use_cache,
+            decoder_needed_positions=needed,
             **kwargs,
         )
-        logits = onednn_linear(self.lm_head, outputs.last_hidden_state)  # oneDNN when no autograd (onednn.py)
+        hidden_states = outputs.last_hidden_state
+        if packing is not None:  # the pre-softmax layer and the loss on the kept positions, (N, ...)
+            hidden_states, labels = packing.pack(hidden_states), packing.pack(labels.to(hidden_states.device))
+        logits = onednn_linear(self.lm_head, hidden_states)  # oneDNN when no autograd (onednn.py)
         loss = None
         if labels is not None:
             loss = label_smoothed_nll_loss(
                 logits, labels, label_smoothing or 0.0, self.config.pad_token_id, num_items_in_batch
             )
+        if packing is not None:
+            logits = packing.unpack(logits)  # (B, T, V), zeros after each row's last label
         return Seq2SeqLMOutput(
             loss=loss,
             logits=logits,

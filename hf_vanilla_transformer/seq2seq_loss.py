@@ -20,6 +20,12 @@ def shift_tokens_right(labels: torch.Tensor, pad_token_id: int, decoder_start_to
     return shifted.masked_fill_(shifted == -100, pad_token_id)
 
 
+def loss_positions(labels: torch.Tensor, pad_token_id: int | None) -> torch.Tensor:
+    """labels (B, T) -> (B, T) bool, True where `label_smoothed_nll_loss` counts the label (not -100, not padding)."""
+    counted = labels != -100
+    return counted & (labels != pad_token_id) if pad_token_id is not None else counted
+
+
 def label_smoothed_nll_loss(
     logits: torch.Tensor,
     labels: torch.Tensor,
@@ -29,14 +35,14 @@ def label_smoothed_nll_loss(
 ) -> torch.Tensor:
     """Cross-entropy against the label-smoothed targets (Szegedy et al. 2016; Vaswani et al. §5.4).
 
-    logits (B, T, V), labels (B, T); positions labelled -100 or `pad_token_id` are ignored. The summed loss is
-    divided by `num_items_in_batch` when the Trainer gives it, else by the number of target tokens in the batch.
+    logits (B, T, V), labels (B, T), or packed rows (N, V), (N); positions labelled -100 or `pad_token_id` are
+    ignored. The summed loss is divided by `num_items_in_batch` when the Trainer gives it, else by the number of
+    target tokens in the batch.
     """
     if not 0.0 <= epsilon < 1.0:
         raise ValueError(f"label_smoothing must be in [0, 1), got {epsilon}")
     labels = labels.to(logits.device)
-    if pad_token_id is not None:
-        labels = labels.masked_fill(labels == pad_token_id, -100)
+    labels = labels.masked_fill(~loss_positions(labels, pad_token_id), -100)
     total = nn.functional.cross_entropy(
         logits.reshape(-1, logits.size(-1)).float(),
         labels.reshape(-1),

@@ -77,6 +77,14 @@ def test_encoder_states_and_loss_equal_marian():
     labels = batch.pop("decoder_input_ids")[:, 1:].contiguous()
     labels[1, -1] = -100
     m, o = marian(**batch, labels=labels), ours(**batch, labels=labels)
+    # Ours computes nothing at source padding (config.skip_padding): zeros there, which nothing reads.
+    tokens = batch["attention_mask"].bool()
+    encoded = o.encoder_last_hidden_state
+    torch.testing.assert_close(encoded[tokens], m.encoder_last_hidden_state[tokens], rtol=1e-5, atol=1e-5)
+    assert torch.count_nonzero(encoded[~tokens]) == 0
+    torch.testing.assert_close(o.loss, m.loss, rtol=1e-5, atol=1e-5)
+    ours.config.skip_padding = False  # every position computed, as Marian does
+    o = ours(**batch, labels=labels)
     torch.testing.assert_close(o.encoder_last_hidden_state, m.encoder_last_hidden_state, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(o.loss, m.loss, rtol=1e-5, atol=1e-5)
 
