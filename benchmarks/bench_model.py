@@ -15,7 +15,8 @@ torch's thread count are printed with the results.
 Rows:
 - a training step (forward, backward, Adam) on 200 sentence pairs of 8-32 tokens, in target tokens
   per second, for our model in fp32 and with bf16 autocast (`torch.autocast("cpu", torch.bfloat16)`,
-  fp32 master weights) against Marian in fp32; MFU = model FLOPs (counted by torch's FlopCounterMode)
+  fp32 master weights) against Marian in fp32, and ours in fp32 with `skip_padding=False` (every padded
+  position computed, as Marian does); MFU = the FLOPs a variant computes (counted by torch's FlopCounterMode)
   per second over the matmul peak of the same dtype measured in this run;
 - peak memory (resident set) of training steps, each model in a fresh process;
 - greedy and beam-4 decoding of 64 sentences, exactly 25 new tokens each, in sentences per second
@@ -86,7 +87,7 @@ def small_sizes(vocab_size: int = VOCAB) -> dict:
     return sizes("small", vocab_size)
 
 
-def build(kind: str, preset: str, dropout: float = 0.1, attention: str = "sdpa"):
+def build(kind: str, preset: str, dropout: float = 0.1, attention: str = "sdpa", skip_padding: bool = True):
     torch.manual_seed(0)
     if kind == "marian":
         return MarianMTModel(
@@ -102,7 +103,12 @@ def build(kind: str, preset: str, dropout: float = 0.1, attention: str = "sdpa")
             )
         )
     config = hvt.VanillaTransformerConfig(
-        **sizes(preset), attention_bias=True, sinusoidal_layout="concat", dropout=dropout, attn_implementation=attention
+        **sizes(preset),
+        attention_bias=True,
+        sinusoidal_layout="concat",
+        dropout=dropout,
+        attn_implementation=attention,
+        skip_padding=skip_padding,
     )
     return hvt.VanillaTransformerForConditionalGeneration(config)
 
@@ -192,15 +198,19 @@ def bench_training(preset: str, rounds: int, peaks: dict) -> list[dict]:
     batch = training_batch()
     tokens = int((batch["labels"] != -100).sum())
     # As training runs them (train.train.TRAINING_ATTENTION): SDPA in fp32, eager attention under bf16.
+    # skip_padding=False: every padded position computed, as Marian does (what `config.skip_padding` buys).
     models = {
         "marian": build("marian", preset),
         "ours": build("ours", preset),
+        "ours_padded": build("ours", preset, skip_padding=False),
         "ours_bf16": build("ours", preset, attention="eager"),
     }
-    flops = step_flops(models["ours"], batch)
+    # FLOPs each variant really computes: the whole padded batch (as Marian), or its real tokens only.
+    padded_flops, real_flops = step_flops(models["ours_padded"], batch), step_flops(models["ours"], batch)
     fns = {
         "marian fp32": train_step(models["marian"], batch),
         "ours fp32": train_step(models["ours"], batch),
+        "ours fp32, padding computed": train_step(models["ours_padded"], batch),
         "ours bf16 autocast": train_step(models["ours_bf16"], batch, bf16=True),
     }
     seconds = interleaved(fns, rounds)
@@ -214,7 +224,9 @@ def bench_training(preset: str, rounds: int, peaks: dict) -> list[dict]:
                 "seconds": t,
                 "target_tokens_per_s": tokens / t,
                 "ratio_vs_marian_fp32": seconds["marian fp32"] / t,
-                "mfu": flops / t / (peak * 1e9),
+                "mfu": (padded_flops if name.startswith("marian") or "padding" in name else real_flops)
+                / t
+                / (peak * 1e9),
             }
         )
     for precision in ("fp32", "bf16"):
@@ -261,7 +273,8 @@ def bench_decoding(preset: str, rounds: int, ablations: bool = False, clock=time
 
     With `ablations`, also our model with one fast path switched off at a time (`benchmarks/README.md`,
     "What each change bought"): oneDNN off (F.linear for every linear layer); torch's SDPA kernel for
-    the cached steps too (`attention.DECODE_STEP_MAX_QUERIES = 0`); the causal mask built at every step
+    the cached steps too (`attention.DECODE_STEP_MAX_QUERIES = 0`); the encoder computing the source's
+    padding (`skip_padding=False`); the causal mask built at every step
     (a target mask of ones is passed); and for beam search the cross-attention K/V stored per beam row
     instead of once per sentence.
     """
@@ -272,6 +285,7 @@ def bench_decoding(preset: str, rounds: int, ablations: bool = False, clock=time
         input_ids[i, :n] = torch.randint(4, VOCAB, (n,), generator=g)
     source = {"input_ids": input_ids, "attention_mask": (input_ids != 0).long()}
     ours, marian = build("ours", preset).eval(), build("marian", preset).eval()
+    ours_padded = build("ours", preset, skip_padding=False).eval()  # the same weights; the encoder computes padding
     # The same weights in bf16 (`translate --dtype bfloat16`), on CPUs that multiply bf16 natively.
     capped = any(os.environ.get(name) for name in ISA_CAPS)  # measuring an older CPU: no native bf16 there
     ours_bf16 = build("ours", preset).eval().to(torch.bfloat16) if native_bf16() and not capped else None
@@ -293,6 +307,7 @@ def bench_decoding(preset: str, rounds: int, ablations: bool = False, clock=time
         if ablations:
             variants["ours, oneDNN off"] = run(ours, context=onednn_off, length_penalty_form="hf")
             variants["ours, SDPA kernel for steps"] = run(ours, context=sdpa_for_steps, length_penalty_form="hf")
+            variants["ours, padding computed"] = run(ours_padded, length_penalty_form="hf")
             # A target mask (all ones) makes every step build transformers' causal mask again.
             target_mask = torch.ones(64, 1, dtype=torch.long)
             variants["ours, causal mask each step"] = run(
