@@ -74,6 +74,12 @@ def cpu_description() -> dict:
     return description | ({"isa_caps": caps} if caps else {})
 
 
+def bf16_rows() -> bool:
+    """Whether to measure bf16 rows: the CPU multiplies bf16 natively and no cap (`ISA_CAPS`) hides it. Emulated
+    bf16 is hundreds of times slower than fp32 (`bench_matmul.py`), which no recipe would choose."""
+    return native_bf16() and not any(os.environ.get(name) for name in ISA_CAPS)
+
+
 def sizes(preset: str, vocab_size: int = VOCAB) -> dict:
     """A preset's sizes in the field names MarianConfig shares with ours (one source: the presets)."""
     config = hvt.VanillaTransformerConfig.from_preset(preset, vocab_size=vocab_size)
@@ -203,16 +209,18 @@ def bench_training(preset: str, rounds: int, peaks: dict) -> list[dict]:
         "marian": build("marian", preset),
         "ours": build("ours", preset),
         "ours_padded": build("ours", preset, skip_padding=False),
-        "ours_bf16": build("ours", preset, attention="eager"),
     }
+    if bf16_rows():
+        models["ours_bf16"] = build("ours", preset, attention="eager")
     # FLOPs each variant really computes: the whole padded batch (as Marian), or its real tokens only.
     padded_flops, real_flops = step_flops(models["ours_padded"], batch), step_flops(models["ours"], batch)
     fns = {
         "marian fp32": train_step(models["marian"], batch),
         "ours fp32": train_step(models["ours"], batch),
         "ours fp32, padding computed": train_step(models["ours_padded"], batch),
-        "ours bf16 autocast": train_step(models["ours_bf16"], batch, bf16=True),
     }
+    if "ours_bf16" in models:
+        fns["ours bf16 autocast"] = train_step(models["ours_bf16"], batch, bf16=True)
     seconds = interleaved(fns, rounds)
     rows = []
     for name, t in seconds.items():
@@ -229,7 +237,7 @@ def bench_training(preset: str, rounds: int, peaks: dict) -> list[dict]:
                 / (peak * 1e9),
             }
         )
-    for precision in ("fp32", "bf16"):
+    for precision in ("fp32", "bf16") if bf16_rows() else ("fp32",):
         for kind in ("marian", "ours"):
             if kind == "marian" and precision == "bf16":
                 continue
@@ -287,8 +295,7 @@ def bench_decoding(preset: str, rounds: int, ablations: bool = False, clock=time
     ours, marian = build("ours", preset).eval(), build("marian", preset).eval()
     ours_padded = build("ours", preset, skip_padding=False).eval()  # the same weights; the encoder computes padding
     # The same weights in bf16 (`translate --dtype bfloat16`), on CPUs that multiply bf16 natively.
-    capped = any(os.environ.get(name) for name in ISA_CAPS)  # measuring an older CPU: no native bf16 there
-    ours_bf16 = build("ours", preset).eval().to(torch.bfloat16) if native_bf16() and not capped else None
+    ours_bf16 = build("ours", preset).eval().to(torch.bfloat16) if bf16_rows() else None
     rows = []
     for beams in (1, 4):
         fixed = dict(num_beams=beams, max_new_tokens=25, min_new_tokens=25, do_sample=False)
@@ -355,7 +362,9 @@ def main() -> None:
     machine["decoding_clock"] = "process CPU time" if args.cpu_time else "wall time"
     threads = torch.get_num_threads()
     if not args.decoding_only:
-        peaks = {"fp32": gflops(torch.float32, threads), "bf16": gflops(torch.bfloat16, threads, repeats=3)}
+        peaks = {"fp32": gflops(torch.float32, threads)}
+        if bf16_rows():
+            peaks["bf16"] = gflops(torch.bfloat16, threads, repeats=3)
         torch.set_num_threads(threads)
         machine["matmul_peak_gflops"] = peaks
     print(json.dumps(machine))
