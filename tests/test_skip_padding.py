@@ -72,6 +72,13 @@ def run(model, skip_padding, pack_calls, **inputs):
     return output, grads
 
 
+def assert_same_loss_and_gradients(packed, packed_grads, plain, plain_grads):
+    torch.testing.assert_close(packed.loss, plain.loss, **TOL)
+    assert packed_grads.keys() == plain_grads.keys()
+    for name in plain_grads:
+        torch.testing.assert_close(packed_grads[name], plain_grads[name], **TOL, msg=name)
+
+
 @pytest.mark.parametrize("implementation, overrides", OPTIONS)
 def test_packed_training_forward_equals_the_plain_one(implementation, overrides, pack_calls):
     model = tiny_model(attn_implementation=implementation, **overrides).train()
@@ -80,11 +87,8 @@ def test_packed_training_forward_equals_the_plain_one(implementation, overrides,
     packed, packed_grads = run(model, True, pack_calls, **inputs)
     plain, plain_grads = run(model, False, pack_calls, **inputs)
 
-    torch.testing.assert_close(packed.loss, plain.loss, **TOL)
-    assert packed_grads.keys() == plain_grads.keys()
+    assert_same_loss_and_gradients(packed, packed_grads, plain, plain_grads)
     assert len(plain_grads) == sum(1 for p in model.parameters() if p.requires_grad), "unused parameters"
-    for name in plain_grads:
-        torch.testing.assert_close(packed_grads[name], plain_grads[name], **TOL, msg=name)
 
     kept = kept_positions(labels)
     assert not kept.all() and kept.any(dim=1).all()
@@ -129,9 +133,7 @@ def test_gradient_checkpointing_with_packing(pack_calls):
     model.activation_checkpointing_enable()
     packed, packed_grads = run(model, True, pack_calls, **batch, labels=labels)
     plain, plain_grads = run(model, False, pack_calls, **batch, labels=labels)
-    torch.testing.assert_close(packed.loss, plain.loss, **TOL)
-    for name in plain_grads:
-        torch.testing.assert_close(packed_grads[name], plain_grads[name], **TOL, msg=name)
+    assert_same_loss_and_gradients(packed, packed_grads, plain, plain_grads)
 
 
 def test_a_decoder_attention_mask_gives_the_same_loss(pack_calls):
@@ -140,9 +142,7 @@ def test_a_decoder_attention_mask_gives_the_same_loss(pack_calls):
     inputs = dict(**batch, labels=labels, decoder_attention_mask=kept_positions(labels).long())
     packed, packed_grads = run(model, True, pack_calls, **inputs)
     plain, plain_grads = run(model, False, pack_calls, **inputs)
-    torch.testing.assert_close(packed.loss, plain.loss, **TOL)
-    for name in plain_grads:
-        torch.testing.assert_close(packed_grads[name], plain_grads[name], **TOL, msg=name)
+    assert_same_loss_and_gradients(packed, packed_grads, plain, plain_grads)
 
 
 def test_labels_without_right_padding_pack_only_the_source(pack_calls):
@@ -152,10 +152,8 @@ def test_labels_without_right_padding_pack_only_the_source(pack_calls):
     packed, packed_grads = run(model, True, pack_calls, **batch, labels=labels)
     assert (4, 7, 32) not in pack_calls  # the decoder's positions are all kept
     plain, plain_grads = run(model, False, pack_calls, **batch, labels=labels)
-    torch.testing.assert_close(packed.loss, plain.loss, **TOL)
+    assert_same_loss_and_gradients(packed, packed_grads, plain, plain_grads)
     torch.testing.assert_close(packed.logits, plain.logits, **TOL)
-    for name in plain_grads:
-        torch.testing.assert_close(packed_grads[name], plain_grads[name], **TOL, msg=name)
 
 
 @torch.no_grad()
