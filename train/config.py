@@ -100,6 +100,11 @@ class TrainConfig:
     """Beam size of the final test evaluation; None: the model's generation config (§6.1: 4)."""
     length_penalty: float | None = None
     """Length penalty alpha of the final test evaluation; None: the model's generation config (§6.1: 0.6)."""
+    tune_num_beams: list[int] | None = None
+    """Beam sizes to try on the validation split after training (`train.tune_decoding`); the best, with the
+    best of `tune_length_penalties`, becomes the model's decoding and decodes the test split. None: no tuning."""
+    tune_length_penalties: list[float] | None = None
+    """Length penalties (alpha) to try with each of `tune_num_beams` (None: only the generation config's)."""
     early_stopping_patience: int | None = None
     """Stop after this many validations without BLEU improvement (None: never)."""
 
@@ -161,6 +166,7 @@ class TrainConfig:
             problems.append(f"max_train_minutes must be >= 0 or null, got {self.max_train_minutes}")
         if not 0.0 <= self.cooldown_fraction < 1.0:
             problems.append(f"cooldown_fraction must be in [0, 1), got {self.cooldown_fraction}")
+        problems += self._tuning_problems()
         if self.precision not in PRECISIONS:
             problems.append(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.lr_factor <= 0:
@@ -193,6 +199,28 @@ class TrainConfig:
             )
         if problems:
             raise ValueError(f"{source}: {'; '.join(problems)}")
+
+    def _tuning_problems(self) -> list[str]:
+        """What is wrong with the decoding-tuning settings (`tune_num_beams`, `tune_length_penalties`)."""
+        problems = []
+        if self.tune_num_beams is not None and (not self.tune_num_beams or min(self.tune_num_beams) < 1):
+            problems.append(f"tune_num_beams must be a non-empty list of beam sizes >= 1, got {self.tune_num_beams}")
+        if self.tune_length_penalties is not None and not self.tune_length_penalties:
+            problems.append("tune_length_penalties must be a non-empty list of numbers or null")
+        if self.tune_num_beams is not None and self.test_num_beams is not None:
+            problems.append("set test_num_beams or tune_num_beams, not both (tuning chooses the test's beam)")
+        if self.tune_length_penalties is not None and self.length_penalty is not None:
+            problems.append("set length_penalty or tune_length_penalties, not both (tuning chooses the test's alpha)")
+        if (self.tune_num_beams or self.tune_length_penalties) and self.eval_split.startswith("test"):
+            problems.append(
+                f"decoding is tuned on eval_split, which must not be a test split (got {self.eval_split!r})"
+            )
+        return problems
+
+    @property
+    def tunes_decoding(self) -> bool:
+        """Whether the run chooses its beam and length penalty on the validation split after training."""
+        return self.tune_num_beams is not None or self.tune_length_penalties is not None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -284,6 +312,11 @@ def _check_type(key: str, value: Any, hint: Any, source: str) -> None:
         if origin is int and isinstance(value, int) and not isinstance(value, bool):
             return
         if origin in (str, bool, dict) and isinstance(value, origin):
+            return
+        if origin is list and isinstance(value, list):
+            (item_hint,) = typing.get_args(option)
+            for item in value:
+                _check_type(f"{key}[]", item, item_hint, source)
             return
     names = " | ".join(getattr(o, "__name__", str(o)) for o in allowed)
     raise ValueError(f"{source}: setting {key!r} expects {names}, got {value!r}")

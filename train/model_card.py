@@ -511,6 +511,12 @@ def hyperparameters(
             else f"word vectors {cfg.init_embeddings}"
         )
         values["embedding initialisation"] = f"{vectors}, rescaled to std d_model^-0.5"
+    if cfg.tunes_decoding:
+        beams = ", ".join(str(k) for k in cfg.tune_num_beams) if cfg.tune_num_beams else "the default"
+        alphas = ", ".join(f"{a:g}" for a in cfg.tune_length_penalties) if cfg.tune_length_penalties else "the default"
+        values["decoding chosen on validation"] = (
+            f"beam {beams} × length penalty {alphas}, best BLEU on {cfg.eval_split}"
+        )
     if state is not None and state.epoch is not None:
         values["epochs"] = round(state.epoch, 2)
     machine = machine or machine_description()  # by default the card is written by the run, on the machine that trained

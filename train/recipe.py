@@ -6,6 +6,7 @@
     python -m train.recipe --resume         # continue an interrupted run of the same setting
     python -m train.recipe --refresh-cards  # copy finished runs' cards into model_cards/ (`make cards`)
     python -m train.recipe --rewrite-cards  # the same, each card first built again with the current card code
+    python -m train.recipe --setting full-en-de --rescore   # a finished run's decoding chosen and scored again
 
 Steps: shared BPE tokenizer -> training with the paper's recipe -> averaging of the last
 checkpoints -> sacreBLEU on test2016 with beam search -> a few example translations. It prints
@@ -29,7 +30,7 @@ from pathlib import Path
 
 from train.config import TrainConfig
 from train.lines import write_text_atomic
-from train.train import train
+from train.train import rescore, train
 
 CONFIGS = Path(__file__).with_name("configs")
 SETTINGS = {
@@ -76,6 +77,29 @@ def refresh_cards(cards_dir: Path = MODEL_CARDS, overrides: Sequence[str] = (), 
     return written
 
 
+def report(cfg: TrainConfig, summary: dict, model_dir: Path) -> None:
+    """Print a finished run's example translations, results and where its files are."""
+    if summary.get("examples"):
+        print(f"\nExample translations ({cfg.test_split} split):\n")
+        for example in summary["examples"]:
+            print(f"  {cfg.src_lang}: {example['source']}")
+            print(f"  MT: {example['translation']}\n  ref: {example['reference']}\n")
+    tuning = summary.get("decoding_tuning")
+    if tuning:
+        print(f"Decoding chosen on {tuning['split']}: {tuning['best']} (of {len(tuning['grid'])} settings tried)")
+    test = summary.get("test", {})
+    print(f"Model:           {model_dir}")
+    if test:
+        print(f"Test results:    {model_dir / f'results.{cfg.test_split}.json'}")
+        print(f"  BLEU {test['bleu']:.2f}  {test['bleu_signature']}")
+        print(f"  chrF {test['chrf']:.2f}  {test['chrf_signature']}")
+        if "bleu_tok_lc" in test:
+            print(f"  BLEU (lowercased, Moses-tokenised, as in Multi30k papers) {test['bleu_tok_lc']:.2f}")
+    print(f"Training curves: {summary.get('plot')}")
+    print(f"Metrics log:     {Path(cfg.output_dir) / 'metrics.jsonl'}")
+    print(f"Model card:      {model_dir / 'README.md'}")
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--setting", choices=sorted(SETTINGS), default="quick")
@@ -91,6 +115,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
         action="store_true",
         help="as --refresh-cards, but first build each finished run's card again with the current card code",
     )
+    parser.add_argument(
+        "--rescore",
+        action="store_true",
+        help="do not train: evaluate the setting's finished run again with its current decoding settings "
+        "(tune_num_beams, tune_length_penalties, test_num_beams, length_penalty), updating its results and card",
+    )
     parser.add_argument("overrides", nargs="*", help="key=value TrainConfig overrides")
     args = parser.parse_args(argv)
     if args.refresh_cards or args.rewrite_cards:
@@ -99,28 +129,17 @@ def main(argv: Sequence[str] | None = None) -> dict:
         return {}
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     cfg = TrainConfig.load(SETTINGS[args.setting], args.overrides)
+    if args.rescore:
+        summary = rescore(cfg)
+        report(cfg, summary, Path(summary["model_dir"]))
+        return summary
     start = time.perf_counter()
     summary = train(cfg, resume=args.resume)
     model_dir = Path(summary["model_dir"])
-    if summary.get("examples"):
-        print(f"\nExample translations ({cfg.test_split} split):\n")
-        for example in summary["examples"]:
-            print(f"  {cfg.src_lang}: {example['source']}")
-            print(f"  MT: {example['translation']}\n  ref: {example['reference']}\n")
+    report(cfg, summary, model_dir)
     if args.card:
         Path(args.card).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(model_dir / "README.md", args.card)
-    test = summary.get("test", {})
-    print(f"Model:           {model_dir}")
-    if test:
-        print(f"Test results:    {model_dir / f'results.{cfg.test_split}.json'}")
-        print(f"  BLEU {test['bleu']:.2f}  {test['bleu_signature']}")
-        print(f"  chrF {test['chrf']:.2f}  {test['chrf_signature']}")
-        if "bleu_tok_lc" in test:
-            print(f"  BLEU (lowercased, Moses-tokenised, as in Multi30k papers) {test['bleu_tok_lc']:.2f}")
-    print(f"Training curves: {summary.get('plot')}")
-    print(f"Metrics log:     {Path(cfg.output_dir) / 'metrics.jsonl'}")
-    print(f"Model card:      {model_dir / 'README.md'}")
     summary["recipe_minutes"] = (time.perf_counter() - start) / 60
     write_text_atomic(Path(cfg.output_dir) / "summary.json", json.dumps(summary, indent=2, default=str))
     print(f"Run summary:     {Path(cfg.output_dir) / 'summary.json'}  ({summary['recipe_minutes']:.1f} minutes)")

@@ -393,16 +393,53 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
 
 
 def finish(cfg: TrainConfig, trainer: TokenBudgetSeq2SeqTrainer, output_dir: Path, raw: DatasetDict) -> dict[str, Any]:
-    """Average checkpoints (§6.1) into `model/`, evaluate it on the test split of `raw` (the corpus
-    loaded at the start), plot, write the model card. The final model is loaded once, from disk."""
-    from train.evaluate_model import evaluate_translations
+    """Average checkpoints (§6.1) into `model/`, choose the decoding on validation (if `cfg` asks), evaluate
+    the model on the test split of `raw` (the corpus loaded at the start), plot, write the model card. The
+    final model is loaded once, from disk."""
     from train.model_card import write_model_card
 
     model_dir = output_dir / "model"
     averaged = save_final_model(cfg, trainer, output_dir, model_dir)
     logger.info("final model: %s (average of %s)", model_dir, averaged or "no checkpoints: last weights")
     results: dict[str, Any] = {"model_dir": str(model_dir), "averaged_checkpoints": averaged}
+    model, evaluation = evaluate_final_model(cfg, output_dir, raw)
+    results.update(evaluation)
+    if (output_dir / "metrics.jsonl").is_file():
+        results["plot"] = str(plot_metrics(output_dir / "metrics.jsonl", output_dir / "training_curves.png"))
+    write_model_card(cfg, model, model_dir, results.get("test"), trainer.state)
+    if cfg.push_to_hub:
+        from train.hub import push_model_folder
+
+        results["pushed_to"] = push_model_folder(model_dir, cfg.push_to_hub)
+    return results
+
+
+def evaluate_final_model(cfg: TrainConfig, output_dir: Path, raw: DatasetDict) -> tuple[Any, dict[str, Any]]:
+    """The run's final model (`output_dir/model`), loaded; and its evaluation: with `cfg.tune_num_beams` /
+    `cfg.tune_length_penalties`, the beam and length penalty chosen on `cfg.eval_split` and written into
+    the model's `generation_config.json` (`decoding_tuning`, `train.tune_decoding`); then the test split
+    scored with the model's decoding, or `cfg.test_num_beams` / `cfg.length_penalty` (`test`, `examples`)."""
+    from train.evaluate_model import evaluate_translations
+    from train.tune_decoding import apply_decoding, tune_decoding
+
+    model_dir = output_dir / "model"
     model, tokenizer = load_model(model_dir)
+    results: dict[str, Any] = {}
+    if cfg.tunes_decoding:
+        defaults = model.generation_config
+        tuning = tune_decoding(
+            model,
+            tokenizer,
+            raw[cfg.eval_split],
+            split=cfg.eval_split,
+            tgt_lang=cfg.tgt_lang,
+            num_beams=cfg.tune_num_beams or [defaults.num_beams],
+            length_penalties=cfg.tune_length_penalties or [defaults.length_penalty],
+            output_dir=output_dir / "decoding-tuning",
+        )
+        apply_decoding(model, model_dir, tuning["best"])
+        logger.info("decoding chosen on %s: %s", cfg.eval_split, tuning["best"])
+        results["decoding_tuning"] = tuning
     if cfg.test_split:
         test_data = raw[cfg.test_split]
         test, hypotheses = evaluate_translations(
@@ -429,14 +466,47 @@ def finish(cfg: TrainConfig, trainer: TokenBudgetSeq2SeqTrainer, output_dir: Pat
             )
         ]
         logger.info("test BLEU %.2f chrF %.2f (%s)", test["bleu"], test["chrf"], test["bleu_signature"])
-    if (output_dir / "metrics.jsonl").is_file():
-        results["plot"] = str(plot_metrics(output_dir / "metrics.jsonl", output_dir / "training_curves.png"))
-    write_model_card(cfg, model, model_dir, results.get("test"), trainer.state)
-    if cfg.push_to_hub:
-        from train.hub import push_model_folder
+    return model, results
 
-        results["pushed_to"] = push_model_folder(model_dir, cfg.push_to_hub)
-    return results
+
+RESCORE_SETTINGS = ("tune_num_beams", "tune_length_penalties", "test_num_beams", "length_penalty", "num_threads")
+"""The settings `rescore` may change against the run's saved config: decoding, and threads."""
+
+
+def rescore(cfg: TrainConfig) -> dict[str, Any]:
+    """Evaluate a finished run again with `cfg`'s decoding settings (tuning on validation, test), without
+    training: the run's `summary.json`, `train_config.json`, test results and model card are updated, each
+    file replaced whole. `cfg` must be the run's config up to `RESCORE_SETTINGS`. Returns the summary."""
+    from train.model_card import rewrite_model_card
+
+    output_dir = Path(cfg.output_dir)
+    missing = [name for name in ("train_config.json", "summary.json", "model") if not (output_dir / name).exists()]
+    if missing:
+        raise FileNotFoundError(f"{output_dir} is not a finished run ({', '.join(missing)} missing): train it first")
+    saved = TrainConfig.from_dict(json.loads((output_dir / "train_config.json").read_text(encoding="utf-8")))
+    changed = sorted(
+        key
+        for key, value in cfg.to_dict().items()
+        if key not in (*RESCORE_SETTINGS, "output_dir") and saved.to_dict()[key] != value  # the run may have moved
+    )
+    if changed:
+        raise ValueError(
+            f"{output_dir} was trained with other settings than these: {', '.join(changed)} differ; rescoring "
+            f"changes only the decoding ({', '.join(RESCORE_SETTINGS)})"
+        )
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    start = time.perf_counter()
+    summary = json.loads((output_dir / "summary.json").read_text(encoding="utf-8"))
+    raw = load_corpus(cfg.dataset, cfg.src_lang, cfg.tgt_lang, data_dir=cfg.data_dir)
+    check_splits(raw, [cfg.eval_split, cfg.test_split], cfg.dataset)
+    _, evaluation = evaluate_final_model(cfg, output_dir, raw)
+    summary.pop("decoding_tuning", None)
+    summary.update(evaluation, rescore_minutes=(time.perf_counter() - start) / 60)
+    write_text_atomic(output_dir / "train_config.json", json.dumps(cfg.to_dict(), indent=2))
+    write_text_atomic(output_dir / "summary.json", json.dumps(summary, indent=2, default=str))
+    rewrite_model_card(output_dir)
+    return summary
 
 
 def save_final_model(
