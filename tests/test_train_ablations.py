@@ -39,6 +39,7 @@ def test_each_override_is_a_real_setting_and_changes_it(ablation, tmp_path):
         k for k in ablation.overrides if not k.startswith("model.")
     }
     assert cfg.seed == 2 and cfg.max_train_minutes == 3 and cfg.output_dir == str(tmp_path / f"{ablation.name}-seed2")
+    assert not cfg.tunes_decoding  # every row decodes as §6.1 (beam 4, alpha 0.6): rows differ in training only
 
 
 def test_head_rows_keep_d_model_and_split_it_into_heads():

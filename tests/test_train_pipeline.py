@@ -354,9 +354,13 @@ def test_recipe_writes_only_into_its_run_folder_and_cards_refresh_on_request(dat
     out = tmp_path / "runs" / "multi30k-de-en"
     overrides = [f"{key}={json.dumps(value)}" for key, value in tiny_settings(data, out, preset="tiny").items()]
     overrides += ["max_train_minutes=null", "max_steps=4", "eval_steps=4", "save_steps=2", "max_eval_samples=20"]
+    overrides += ["test_num_beams=null"]  # the quick setting chooses the length penalty on validation instead
     summary = recipe.main(overrides)
     printed = capsys.readouterr().out
     assert summary["steps"] == 4 and summary["examples"][0]["source"] in printed
+    assert [row["length_penalty"] for row in summary["decoding_tuning"]["grid"]] == [0.6, 1.0, 1.4]
+    assert summary["test"]["length_penalty"] == summary["decoding_tuning"]["best"]["length_penalty"]
+    assert "Decoding chosen on val:" in printed
     assert f"Test results:    {out / 'model' / 'results.test2016.json'}" in printed
     assert {path: path.read_bytes() for path in recipe.MODEL_CARDS.glob("*.md")} == committed
 
