@@ -260,3 +260,28 @@ def test_rescore_refuses_other_training_settings_and_unfinished_runs(finished_ru
     assert (run / "summary.json").read_bytes() == summary
     with pytest.raises(FileNotFoundError, match="not a finished run"):
         rescore(TrainConfig.from_dict({**saved, "output_dir": str(tmp_path / "nothing")}))
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({}, 30 / 20 * 4),  # the test split with the generation config's beam 4, over 20 validation pairs greedy
+        ({"test_num_beams": 2}, 30 / 20 * 2),
+        ({"tune_num_beams": [4, 5], "tune_length_penalties": [0.6, 1.0]}, 40 / 20 * (4 + 4 + 5 + 5) + 30 / 20 * 5),
+        ({"tune_length_penalties": [0.6, 1.0, 1.4]}, 40 / 20 * (3 * 4) + 30 / 20 * 4),
+        ({"tune_num_beams": [1, 2], "tune_length_penalties": [0.6, 1.0]}, 40 / 20 * (1 + 2 + 2) + 30 / 20 * 2),
+        ({"test_split": None}, None),
+    ],
+)
+def test_progress_estimate_counts_the_decoding_grid_and_the_test(tmp_path, settings, expected):
+    """The time after training, per second of validation during it (the progress bar's `run ends ≈`)."""
+    from types import SimpleNamespace
+
+    from train.train import after_training_estimate
+
+    base = {**tiny_settings(tmp_path, tmp_path / "out"), "test_num_beams": None, "max_eval_samples": 20}
+    cfg = TrainConfig.from_dict({**base, **settings})
+    model = SimpleNamespace(generation_config=SimpleNamespace(num_beams=4, length_penalty=0.6))
+    raw = {"val": [None] * 40, "test2016": [None] * 30}
+    estimate = after_training_estimate(cfg, model, raw)
+    assert estimate is None if expected is None else estimate == pytest.approx(expected)

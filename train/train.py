@@ -225,14 +225,26 @@ def training_arguments(cfg: TrainConfig, d_model: int, precision: str = "fp32") 
 
 
 def after_training_estimate(cfg: TrainConfig, model, raw: DatasetDict) -> float | None:
-    """Seconds of test translation per second of validation: the test set's size and beam over the
-    validation set's (a rough estimate for the progress display; beam search costs about linearly
-    in the beam). None when there is no test split."""
-    if not cfg.test_split:
-        return None
-    eval_pairs = min(len(raw[cfg.eval_split]), cfg.max_eval_samples or len(raw[cfg.eval_split]))
-    test_beams = cfg.test_num_beams or model.generation_config.num_beams or 1
-    return len(raw[cfg.test_split]) / max(eval_pairs, 1) * test_beams / cfg.eval_num_beams
+    """Seconds of translation after training per second of validation during it: the decoding grid on the
+    whole validation split (`tune_num_beams` x `tune_length_penalties`), then the test split, each over the
+    validation set's size and beam (a rough estimate for the progress display; beam search costs about
+    linearly in the beam). None when nothing is translated after training."""
+    from train.tune_decoding import decoding_grid
+
+    eval_pairs = max(min(len(raw[cfg.eval_split]), cfg.max_eval_samples or len(raw[cfg.eval_split])), 1)
+    estimate = 0.0
+    if cfg.tunes_decoding:
+        defaults = model.generation_config
+        grid = decoding_grid(
+            cfg.tune_num_beams or [defaults.num_beams or 1], cfg.tune_length_penalties or [defaults.length_penalty]
+        )
+        estimate += len(raw[cfg.eval_split]) / eval_pairs * sum(beams for beams, _ in grid) / cfg.eval_num_beams
+    if cfg.test_split:
+        test_beams = cfg.test_num_beams or model.generation_config.num_beams or 1
+        if cfg.tunes_decoding and cfg.tune_num_beams:
+            test_beams = max(cfg.tune_num_beams)  # not chosen yet: the largest it can be
+        estimate += len(raw[cfg.test_split]) / eval_pairs * test_beams / cfg.eval_num_beams
+    return estimate or None
 
 
 def bleu_metric(tokenizer, tgt_lang: str):
