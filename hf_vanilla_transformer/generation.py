@@ -24,6 +24,7 @@ from transformers import GenerationConfig, GenerationMixin, StoppingCriteria, St
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
 from .compat import CACHE_NAME, check_beam_search_hooks
+from .onednn import packed_weights
 
 logger = logging.getLogger(__name__)
 
@@ -193,7 +194,8 @@ class PaperGenerationMixin(GenerationMixin):
                 DynamicCache(config=decoder_config), DynamicCache(config=decoder_config), beams_per_source
             )
         self._length_penalty_form = form
-        return super().generate(inputs, generation_config=generation_config, **kwargs)
+        with packed_weights():  # the weights are fixed for the call: oneDNN may pack them once (onednn.py)
+            return super().generate(inputs, generation_config=generation_config, **kwargs)
 
     @classmethod
     def from_pretrained(cls, *args, **kwargs):

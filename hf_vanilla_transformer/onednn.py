@@ -8,11 +8,19 @@ decoding, one or a few rows per sentence, that was 1.3x-2x faster for the pre-so
 (§3.2.2), the FFN and the pre-softmax layer. The result is the same product, summed in another order:
 it can differ from `F.linear` in the last bits of a float.
 
-`onednn_linear(module, x)` takes that route only where nothing can notice except the speed: no autograd
-(`torch.no_grad` / `inference_mode`, as in `generate()`), fp32 CPU tensors, no autocast, a plain
+`onednn_linear(module, x)` takes that route only where nothing can notice except the speed: inside
+`packed_weights()` (which `generate()` enters), no autograd, fp32 CPU tensors, no autocast, a plain
 `nn.Linear` without hooks, oneDNN available and enabled (`torch.backends.mkldnn.flags(enabled=False)`
-turns it off). The packed weight is cached per module (outside it) and rebuilt whenever the weight changes
-(its storage or its version counter, which every in-place update bumps).
+turns it off). Everywhere else it is exactly `module(x)`.
+
+A packed weight is a copy, so it lives only as long as the weights cannot change: one `packed_weights()`
+block, i.e. one `generate()` call (a decoding of many steps reuses it; the next call packs again, a few
+milliseconds). It is not kept across calls, because nothing reliable says when a weight has changed:
+torch's fused AdamW (transformers' default optimizer) updates parameters in place without bumping their
+version counter, and a cache kept across calls, keyed on that counter, served the weights of an earlier
+validation to every later one of a training run (validation BLEU stalled while the loss fell;
+`tests/test_decoding_fast_path.py` trains with it). Within a block the key (storage, version, shape) is
+still checked.
 
 The two operators (`torch.ops.mkldnn._reorder_linear_weight`, `torch.ops.mkldnn._linear_pointwise`) are
 torch's own, used by its inductor compiler for frozen CPU models, but private. So the first call checks
@@ -22,18 +30,32 @@ plain `F.linear` path.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
-import weakref
+from collections.abc import Iterator
 
 import torch
 from torch import nn
 
 logger = logging.getLogger(__name__)
 
-# module -> ((weight storage, version, shape), packed weight). Kept outside the module: a packed weight is an
-# opaque oneDNN tensor, which `copy.deepcopy` and pickling of the model could not handle.
-_PACKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# Inside `packed_weights()`: module -> ((weight storage, version, shape), packed weight); outside: None. Kept
+# outside the modules: a packed weight is an opaque oneDNN tensor, which `copy.deepcopy` and pickling of the
+# model could not handle.
+_PACKED: contextvars.ContextVar[dict | None] = contextvars.ContextVar("hvt_packed_weights", default=None)
 _status: dict[str, bool] = {}
+
+
+@contextlib.contextmanager
+def packed_weights() -> Iterator[None]:
+    """A block in which the model's weights do not change (one `generate()` call): `onednn_linear` may pack
+    each weight once and reuse it. The packed copies are dropped when the block ends."""
+    token = _PACKED.set({})
+    try:
+        yield
+    finally:
+        _PACKED.reset(token)
 
 
 def _usable() -> bool:
@@ -72,13 +94,14 @@ def _eligible(module: nn.Module, x: torch.Tensor) -> bool:
 
 def onednn_linear(module: nn.Linear, x: torch.Tensor) -> torch.Tensor:
     """`module(x)`, x (..., in_features) -> (..., out_features), through oneDNN with a packed weight
-    when that is invisible (see the module docstring), else exactly `module(x)`."""
-    if not _eligible(module, x):
+    inside `packed_weights()` when that is invisible (see the module docstring), else exactly `module(x)`."""
+    packed = _PACKED.get()
+    if packed is None or not _eligible(module, x):
         return module(x)
     weight = module.weight
     key = (weight.data_ptr(), weight._version, tuple(weight.shape))
-    cached = _PACKED.get(module)
+    cached = packed.get(module)
     if cached is None or cached[0] != key:
         cached = (key, torch.ops.mkldnn._reorder_linear_weight(weight.detach(), None))
-        _PACKED[module] = cached
+        packed[module] = cached
     return torch.ops.mkldnn._linear_pointwise(x, cached[1], module.bias, "none", [], "")

@@ -3,7 +3,8 @@
 - Beam search keeps one cross-attention K/V per sentence and folds the beams' queries into query
   positions (`generation.BeamSearchCache`, `fold_beams`).
 - A one-token decoding step builds no causal mask (`VanillaTransformerDecoder.forward`).
-- Without autograd every linear layer runs through oneDNN with a packed weight (`onednn.py`).
+- Inside `generate()` (without autograd) every linear layer runs through oneDNN with a weight packed once per
+  call (`onednn.py`); elsewhere it is the plain layer.
 - A cached step of an SDPA model computes attention for its few queries with plain matrix products
   (`attention.decode_step_attention`) instead of torch's fused kernel.
 
@@ -21,10 +22,11 @@ import torch
 from transformers.cache_utils import DynamicCache
 
 from hf_vanilla_transformer import attention as attention_module
+from hf_vanilla_transformer import onednn
 from hf_vanilla_transformer.attention import decode_step_attention
 from hf_vanilla_transformer.compat import CACHE_NAME
 from hf_vanilla_transformer.generation import BeamSearchCache, fold_beams, unfold_beam_weights
-from hf_vanilla_transformer.onednn import onednn_linear
+from hf_vanilla_transformer.onednn import onednn_linear, packed_weights
 from tests.helpers import random_batch, tiny_model
 
 
@@ -165,17 +167,55 @@ def test_one_token_steps_equal_the_masked_full_pass(attention):
     torch.testing.assert_close(torch.cat(steps, dim=1), full, rtol=1e-5, atol=1e-5)
 
 
-# ---------------------------------------------------------------- oneDNN for the pre-softmax linear layer
+# ---------------------------------------------------------------- oneDNN with packed weights
 def test_onednn_linear_equals_the_linear_layer_and_follows_weight_updates():
     torch.manual_seed(0)
     layer = torch.nn.Linear(32, 100)
     x = torch.randn(5, 1, 32)
-    with torch.no_grad():
+    with torch.no_grad(), packed_weights():
         torch.testing.assert_close(onednn_linear(layer, x), torch.nn.functional.linear(x, layer.weight, layer.bias))
-        layer.weight.mul_(-2.0)  # an in-place update (as an optimizer step makes) must not reuse the old packing
+        assert layer in onednn._PACKED.get()  # the packed route was taken
+        layer.weight.mul_(-2.0)  # an in-place update inside the block bumps the version: packed again
         torch.testing.assert_close(onednn_linear(layer, x), torch.nn.functional.linear(x, layer.weight, layer.bias))
         layer.weight = torch.nn.Parameter(torch.randn(100, 32))  # a new tensor
         torch.testing.assert_close(onednn_linear(layer, x), torch.nn.functional.linear(x, layer.weight, layer.bias))
+    assert onednn._PACKED.get() is None  # the packed copies end with the block
+
+
+def test_onednn_linear_outside_packed_weights_is_the_plain_layer():
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(16, 40)
+    x = torch.randn(3, 16)
+    with torch.no_grad():
+        assert torch.equal(onednn_linear(layer, x), layer(x))
+
+
+def test_a_fused_optimizer_step_between_generate_calls_is_seen():
+    """torch's fused AdamW (transformers' default optimizer) updates weights in place without bumping their
+    version counter: a packed weight kept from one `generate()` to the next would then be stale (it was: the
+    recipe's validation BLEU stalled while its loss fell). Decoding and forwards after a step must be those of
+    the updated weights."""
+    model = tiny_model()
+    sources = random_batch(seed=5)
+    decoder_input_ids = sources.pop("decoder_input_ids")
+    before = _generate(model, sources, num_beams=2)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.05, fused=True)
+    model.train()
+    model(**sources, labels=decoder_input_ids).loss.backward()
+    versions = [p._version for p in model.parameters()]
+    optimizer.step()
+    assert [p._version for p in model.parameters()] == versions  # the case: nothing says "changed"
+    model.eval()
+    after = _generate(model, sources, num_beams=2)
+    with plain_kernels():
+        reference = _generate(model, sources, num_beams=2)
+    assert not torch.equal(torch.stack(before.scores), torch.stack(reference.scores))  # the step changed the model
+    assert torch.equal(after.sequences, reference.sequences)
+    torch.testing.assert_close(torch.stack(after.scores), torch.stack(reference.scores), rtol=1e-4, atol=1e-4)
+    with torch.no_grad():
+        logits = model(**sources, decoder_input_ids=decoder_input_ids).logits
+        with plain_kernels():
+            assert torch.equal(logits, model(**sources, decoder_input_ids=decoder_input_ids).logits)
 
 
 def test_onednn_linear_is_the_plain_layer_where_it_could_show():
