@@ -65,7 +65,7 @@ SEEDS ?= 1
 ROWS ?=
 ablations: install
 	$(BIN)/python -m train.ablations --seeds $(SEEDS) $(if $(ROWS),--rows $(ROWS))
-	$(BIN)/python -m train.ablations --plot recipe,heads-1,learned-positions,no-label-smoothing,pre-ln-lr2x
+	$(BIN)/python -m train.ablations --plot recipe,heads-1,no-label-smoothing,unscaled-scores
 
 # Rebuild the README's generated tables from the committed results files (`--check`: is it up to date?).
 tables: install
