@@ -70,3 +70,36 @@ def test_every_validation_is_checked_and_passes_after_optimizer_steps():
         callback.on_evaluate(None, None, None, model=model)
         fused_adamw_step(model)
     assert callback.checks == 3
+
+
+class FixedScores(torch.nn.Module):
+    """A stand-in model: `generate` returns `chosen` after the start token; the plain forward scores every step
+    with `logits`, so the check compares the two exactly as given."""
+
+    def __init__(self, chosen, logits):
+        super().__init__()
+        self.chosen, self.logits = torch.tensor([chosen]), torch.tensor([logits], dtype=torch.float32)
+        self.generation_config = transformers.GenerationConfig(eos_token_id=2)
+        self.device = torch.device("cpu")
+
+    def generate(self, **kwargs):
+        return torch.cat([torch.ones(1, 1, dtype=torch.long), self.chosen], dim=1)
+
+    def forward(self, **kwargs):
+        return transformers.modeling_outputs.Seq2SeqLMOutput(logits=self.logits)
+
+
+@pytest.mark.parametrize(
+    ("runner_up", "caught"),
+    [(12.0 - 1 / 16, False), (12.0 - 1.0, True)],  # one bf16 step below the best at 12 (autocast rounding) / a unit
+)
+def test_a_near_tie_at_bf16_resolution_passes_and_a_clear_miss_does_not(runner_up, caught):
+    """Under bf16 autocast logits of 8-16 are multiples of 1/16: the fast and the plain computation may break a
+    near-tie differently (a real run's validation did, 1 token of 119), which is not a broken decoding."""
+    logits = [[0.0, 0.0, 1.0, 12.0, runner_up], [0.0, 0.0, 9.0, 1.0, 1.0]]  # step 1: token 3 best; step 2: eos
+    model = FixedScores(chosen=[4, 2], logits=logits)  # step 1 took the runner-up
+    if caught:
+        with pytest.raises(BrokenDecodingError, match="1 of 2 tokens"):
+            check_decoding(model, [[5, 2]], pad_token_id=0)
+    else:
+        assert check_decoding(model, [[5, 2]], pad_token_id=0) == 2
