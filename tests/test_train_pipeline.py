@@ -293,6 +293,37 @@ def test_time_budget_stops_training_validates_and_saves_there(data, tmp_path, ca
     assert "100000" not in progress  # not the Trainer's step bar with its ETA for max_steps
 
 
+def test_averaging_takes_the_last_checkpoints_when_an_earlier_validation_scored_best(data, tmp_path, monkeypatch):
+    """The Trainer keeps a best checkpoint outside its rotation. Validation BLEU that falls after the first
+    validation must not keep that early checkpoint among the ones averaged (a long run averaged its
+    checkpoint-3000 with the nine last ones, from steps 4750-6689)."""
+    import train.train as train_module
+
+    falling = iter([50.0, 40.0, 30.0, 20.0])
+
+    def falling_bleu(tokenizer, tgt_lang):
+        return lambda eval_pred: {"bleu": next(falling), "chrf": 0.0}
+
+    monkeypatch.setattr(train_module, "bleu_metric", falling_bleu)
+    out = tmp_path / "falling"
+    settings = tiny_settings(
+        data, out, max_steps=6, eval_steps=2, save_steps=1, average_last=2, keep_checkpoints=2, test_split=None
+    )
+    summary = train(TrainConfig.from_dict(settings))
+    assert summary["averaged_checkpoints"] == ["checkpoint-5", "checkpoint-6"]
+    assert summary["best_validation_bleu"] == 50.0
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-5", "checkpoint-6"]
+
+    # With early stopping the Trainer tracks the best checkpoint: it is kept in addition to the last ones.
+    falling = iter([50.0, 40.0, 30.0, 20.0])
+    early = tmp_path / "early"
+    settings.update(output_dir=str(early), early_stopping_patience=1, save_steps=2, average_last=1, keep_checkpoints=1)
+    summary = train(TrainConfig.from_dict(settings))
+    assert summary["steps"] == 4  # stopped at the first validation without improvement
+    assert summary["averaged_checkpoints"] == ["checkpoint-4"]
+    assert sorted(p.name for p in early.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+
+
 @pytest.mark.parametrize(
     "name",
     [

@@ -184,6 +184,7 @@ def training_arguments(cfg: TrainConfig, d_model: int, precision: str = "fp32") 
     """The paper's optimiser and schedule (§5.3) through Trainer settings: Adam (AdamW without
     weight decay) and transformers' `inverse_sqrt` schedule, §5.3's formula one update late (see
     `train.schedule`). `precision="bf16"` is the Trainer's bf16 autocast with fp32 weights."""
+    tracks_best = cfg.early_stopping_patience is not None  # EarlyStoppingCallback needs a best metric
     return Seq2SeqTrainingArguments(
         bf16=precision == "bf16",
         output_dir=cfg.output_dir,
@@ -203,10 +204,14 @@ def training_arguments(cfg: TrainConfig, d_model: int, precision: str = "fp32") 
         eval_steps=cfg.eval_steps,
         save_strategy="steps",
         save_steps=cfg.save_steps,
-        save_total_limit=max(cfg.keep_checkpoints, cfg.average_last),
-        metric_for_best_model="bleu",
-        greater_is_better=True,
-        load_best_model_at_end=cfg.early_stopping_patience is not None,
+        # The Trainer keeps its best checkpoint outside the rotation, so with a best metric the last
+        # `average_last` checkpoints need one more place; without early stopping no best is tracked (a kept
+        # best checkpoint would otherwise take the place of one of the last, and averaging would mix in
+        # weights from thousands of steps earlier).
+        save_total_limit=max(cfg.keep_checkpoints, cfg.average_last) + (1 if tracks_best else 0),
+        metric_for_best_model="bleu" if tracks_best else None,
+        greater_is_better=True if tracks_best else None,
+        load_best_model_at_end=tracks_best,
         predict_with_generate=True,
         generation_num_beams=cfg.eval_num_beams,
         label_smoothing_factor=0.0,  # the model's own loss smooths (TokenBudgetSeq2SeqTrainer.label_smoothing)
@@ -245,6 +250,12 @@ def after_training_estimate(cfg: TrainConfig, model, raw: DatasetDict) -> float 
             test_beams = max(cfg.tune_num_beams)  # not chosen yet: the largest it can be
         estimate += len(raw[cfg.test_split]) / eval_pairs * test_beams / cfg.eval_num_beams
     return estimate or None
+
+
+def best_validation_bleu(log_history: list[dict]) -> float | None:
+    """The highest validation BLEU a run logged (None before its first validation)."""
+    scores = [row["eval_bleu"] for row in log_history if "eval_bleu" in row]
+    return max(scores, default=None)
 
 
 def bleu_metric(tokenizer, tgt_lang: str):
@@ -391,7 +402,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         "random_batching_padding_fraction": stats.random_pad_fraction,
         "steps": trainer.state.global_step,
         "epochs": trainer.state.epoch,
-        "best_validation_bleu": trainer.state.best_metric,
+        "best_validation_bleu": best_validation_bleu(trainer.state.log_history),
         "minutes_until_trained": (time.perf_counter() - start) / 60,
         "precision": precision,
         "seed": cfg.seed,
