@@ -9,7 +9,8 @@ into the encoder, the decoder steps (the model's `forward`: decoder layers and t
 and the rest, transformers' loop (logits processors, beam bookkeeping, cache reordering, input
 preparation), then prints torch.profiler's operator table. Times are process CPU seconds, medians
 of `--rounds` runs, so a busy machine slows them but other processes do not count; shares carry over
-between machines of a kind, seconds do not.
+between machines of a kind, seconds do not. With several threads CPU seconds add up over the threads:
+on a quiet machine `--wall` splits wall-clock time instead.
 """
 
 from __future__ import annotations
@@ -39,37 +40,37 @@ def decoding_sources(sentences: int = 64) -> dict:
 
 
 class Stopwatch:
-    """Process CPU seconds spent inside a module's `forward` (wrapped on the instance)."""
+    """Seconds of `clock` spent inside a module's `forward` (wrapped on the instance)."""
 
-    def __init__(self, module: torch.nn.Module):
+    def __init__(self, module: torch.nn.Module, clock=time.process_time):
         self.seconds = 0.0
         inner = module.forward
 
         def timed(*args, **kwargs):
-            start = time.process_time()
+            start = clock()
             try:
                 return inner(*args, **kwargs)
             finally:
-                self.seconds += time.process_time() - start
+                self.seconds += clock() - start
 
         module.forward = timed
 
 
-def split(kind: str, beams: int, rounds: int) -> dict:
+def split(kind: str, beams: int, rounds: int, clock=time.process_time) -> dict:
     model = build(kind, "small").eval()
     sources = decoding_sources()
     kwargs = dict(num_beams=beams, max_new_tokens=25, min_new_tokens=25, do_sample=False)
     if kind == "ours":
         kwargs["length_penalty_form"] = "hf"
-    steps, encoder = Stopwatch(model), Stopwatch(model.get_encoder())
+    steps, encoder = Stopwatch(model, clock), Stopwatch(model.get_encoder(), clock)
     parts = {"total": [], "encoder": [], "decoder steps": [], "generation loop": []}
     with torch.inference_mode():
         model.generate(**sources, **kwargs)
         for _ in range(rounds):
             steps.seconds = encoder.seconds = 0.0
-            start = time.process_time()
+            start = clock()
             model.generate(**sources, **kwargs)
-            total = time.process_time() - start
+            total = clock() - start
             parts["total"].append(total)
             parts["encoder"].append(encoder.seconds)
             parts["decoder steps"].append(steps.seconds)
@@ -84,14 +85,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rows", type=int, default=15, help="operators in the profiler table (0: none)")
     parser.add_argument("--json", type=Path, help="also write the time splits here")
+    parser.add_argument(
+        "--wall", action="store_true", help="wall-clock seconds (for several threads on a quiet machine); default: CPU"
+    )
     args = parser.parse_args()
-    machine = cpu_description() | {"torch": torch.__version__}
+    clock = time.perf_counter if args.wall else time.process_time
+    machine = cpu_description() | {"torch": torch.__version__, "clock": "wall" if args.wall else "process CPU"}
     print(json.dumps(machine))
     results = []
     for beams in args.beams:
         for kind in args.kind:
-            parts, model, sources, kwargs = split(kind, beams, args.rounds)
-            results.append({"model": kind, "num_beams": beams, "cpu_seconds": parts})
+            parts, model, sources, kwargs = split(kind, beams, args.rounds, clock)
+            results.append({"model": kind, "num_beams": beams, "seconds" if args.wall else "cpu_seconds": parts})
             shares = ", ".join(f"{name} {t:.3f}s ({t / parts['total']:.0%})" for name, t in parts.items())
             print(f"\n## {kind}, {'greedy' if beams == 1 else f'beam {beams}'}: {shares}")
             if args.rows:

@@ -314,6 +314,15 @@ def test_averaging_takes_the_last_checkpoints_when_an_earlier_validation_scored_
     assert summary["best_validation_bleu"] == 50.0
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-5", "checkpoint-6"]
 
+    # Resumed from a checkpoint whose state names a best checkpoint (as runs with a best metric wrote them):
+    # that one rotates out like the others.
+    state_file = out / "checkpoint-6" / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    state_file.write_text(json.dumps(state | {"best_model_checkpoint": str(out / "checkpoint-5")}))
+    falling = iter([10.0])
+    summary = train(TrainConfig.from_dict(settings | {"max_steps": 8}), resume=True)
+    assert summary["averaged_checkpoints"] == ["checkpoint-7", "checkpoint-8"]
+
     # With early stopping the Trainer tracks the best checkpoint: it is kept in addition to the last ones.
     falling = iter([50.0, 40.0, 30.0, 20.0])
     early = tmp_path / "early"

@@ -1,5 +1,5 @@
 """Trainer callbacks: a JSON-lines metrics log and a PNG plot of training curves, a time budget and its
-progress bar."""
+progress bar, checkpoint rotation that keeps the last checkpoints."""
 
 from __future__ import annotations
 
@@ -98,6 +98,18 @@ def plot_metrics(metrics_path: str | Path, png_path: str | Path) -> Path:
     fig.savefig(png_path, dpi=100)
     plt.close(fig)
     return png_path
+
+
+class KeepLastCheckpointsCallback(TrainerCallback):
+    """Without a best metric (`metric_for_best_model=None`), forgets a best checkpoint that a resumed run's state
+    still names, so that the Trainer's rotation keeps the last `save_total_limit` checkpoints, the ones
+    averaged. (The Trainer keeps a best checkpoint outside its rotation; a run resumed from a checkpoint written
+    with a best metric would otherwise keep that one instead of one of the last.)"""
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if args.metric_for_best_model is None and state.best_model_checkpoint is not None:
+            logger.info("not a best checkpoint in this run: %s rotates like the others", state.best_model_checkpoint)
+            state.best_model_checkpoint = None
 
 
 class TimeBudgetCallback(TrainerCallback):

@@ -20,6 +20,7 @@ from typing import Any
 from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from train.allocator import keep_freed_memory
 from train.data import load_split, tokenized_references
 from train.evaluate import score, score_tokenized_lowercase, write_results
 from train.lines import write_lines_atomic
@@ -116,6 +117,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--max-samples", type=positive_int, default=None)
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="weight type (see translate)")
     args = parser.parse_args(argv)
+    keep_freed_memory()  # glibc: no page faults for every decoding step's tensors (train/allocator.py)
     results = evaluate_model(
         args.model,
         dataset=args.dataset,

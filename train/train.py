@@ -56,9 +56,16 @@ from transformers.trainer_callback import ProgressCallback, TrainerState
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 import hf_vanilla_transformer as hvt
+from train.allocator import keep_freed_memory
 from train.average_checkpoints import average_checkpoints, last_checkpoints
 from train.batching import padding_stats
-from train.callbacks import MetricsLogCallback, TimeBudgetCallback, TimeBudgetProgressCallback, plot_metrics
+from train.callbacks import (
+    KeepLastCheckpointsCallback,
+    MetricsLogCallback,
+    TimeBudgetCallback,
+    TimeBudgetProgressCallback,
+    plot_metrics,
+)
 from train.config import TrainConfig, model_class, model_config_class
 from train.data import (
     check_splits,
@@ -311,6 +318,7 @@ def _trainer_state_readable(checkpoint: Path) -> bool:
 
 def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     """Run steps 1-6 of the module docstring; returns a summary with paths and metrics."""
+    keep_freed_memory()  # glibc: no page faults for every step's tensors (train/allocator.py)
     output_dir = Path(cfg.output_dir)
     existing = last_complete_checkpoint(output_dir) if output_dir.is_dir() else None
     if existing and not resume:
@@ -352,6 +360,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         MetricsLogCallback(output_dir / "metrics.jsonl"),
         # transformers 5.24 once made cached decoding ignore its cache: catch that at the first validation.
         DecodingCheckCallback(eval_ds["input_ids"][:8], tokenizer.pad_token_id),
+        KeepLastCheckpointsCallback(),
     ]
     time_budget = TimeBudgetCallback(cfg.max_train_minutes) if cfg.max_train_minutes is not None else None
     if time_budget is not None:

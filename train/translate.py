@@ -42,6 +42,7 @@ from tqdm.auto import tqdm
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from hf_vanilla_transformer.generation import MAX_NEW_TOKENS_OVER_INPUT
+from train.allocator import keep_freed_memory
 from train.extras import require_extra
 from train.lines import decode_utf8, split_lines, write_lines_atomic
 from train.model_folder import DTYPES, load_model
@@ -224,6 +225,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "CPUs; beams are ranked with transformers' length penalty score / len**alpha, not the paper's GNMT form)",
     )
     args = parser.parse_args(argv)
+    keep_freed_memory()  # glibc: no page faults for every decoding step's tensors (train/allocator.py)
 
     raw = Path(args.input).read_bytes() if args.input else sys.stdin.buffer.read()
     lines = split_lines(decode_utf8(raw, args.input or "<stdin>"))

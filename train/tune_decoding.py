@@ -31,6 +31,7 @@ from typing import Any
 from datasets import Dataset
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
+from train.allocator import keep_freed_memory
 from train.data import load_split
 from train.lines import write_text_atomic
 from train.model_folder import load_model
@@ -146,6 +147,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--apply", action="store_true", help="write the best into MODEL/generation_config.json")
     parser.add_argument("--json", default=None, help="also write the grid and the choice to this file")
     args = parser.parse_args(argv)
+    keep_freed_memory()  # glibc: no page faults for every decoding step's tensors (train/allocator.py)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:
         beams = [int(k) for k in args.beams.split(",")]
