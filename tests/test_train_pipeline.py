@@ -318,7 +318,8 @@ def test_averaging_takes_the_last_checkpoints_when_an_earlier_validation_scored_
     # that one rotates out like the others.
     state_file = out / "checkpoint-6" / "trainer_state.json"
     state = json.loads(state_file.read_text())
-    state_file.write_text(json.dumps(state | {"best_model_checkpoint": str(out / "checkpoint-5")}))
+    best = {"best_model_checkpoint": str(out / "checkpoint-5"), "best_global_step": 5, "best_metric": 50.0}
+    state_file.write_text(json.dumps(state | best))
     falling = iter([10.0])
     summary = train(TrainConfig.from_dict(settings | {"max_steps": 8}), resume=True)
     assert summary["averaged_checkpoints"] == ["checkpoint-7", "checkpoint-8"]

@@ -101,15 +101,16 @@ def plot_metrics(metrics_path: str | Path, png_path: str | Path) -> Path:
 
 
 class KeepLastCheckpointsCallback(TrainerCallback):
-    """Without a best metric (`metric_for_best_model=None`), forgets a best checkpoint that a resumed run's state
+    """Without a best metric (`metric_for_best_model=None`), forgets the best checkpoint that a resumed run's state
     still names, so that the Trainer's rotation keeps the last `save_total_limit` checkpoints, the ones
-    averaged. (The Trainer keeps a best checkpoint outside its rotation; a run resumed from a checkpoint written
-    with a best metric would otherwise keep that one instead of one of the last.)"""
+    averaged. (The Trainer keeps a best checkpoint outside its rotation, and names it again from
+    `best_global_step` at every save; a run resumed from a checkpoint written with a best metric would otherwise
+    keep that one instead of one of the last.)"""
 
     def on_train_begin(self, args, state, control, **kwargs):
-        if args.metric_for_best_model is None and state.best_model_checkpoint is not None:
-            logger.info("not a best checkpoint in this run: %s rotates like the others", state.best_model_checkpoint)
-            state.best_model_checkpoint = None
+        if args.metric_for_best_model is None and (state.best_model_checkpoint or state.best_global_step):
+            logger.info("no best checkpoint in this run: %s rotates like the others", state.best_model_checkpoint)
+            state.best_model_checkpoint = state.best_global_step = state.best_metric = None
 
 
 class TimeBudgetCallback(TrainerCallback):
