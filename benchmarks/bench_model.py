@@ -47,6 +47,7 @@ from transformers.cache_utils import DynamicCache
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import hf_vanilla_transformer as hvt  # noqa: E402
 from benchmarks.bench_matmul import gflops  # noqa: E402
+from train.allocator import keep_freed_memory  # noqa: E402
 from train.baseline import SIZE_FIELDS  # noqa: E402  (the fields Marian and our config share)
 from train.precision import native_bf16  # noqa: E402
 
@@ -355,11 +356,19 @@ def main() -> None:
         action="store_true",
         help="time decoding in process CPU seconds instead of wall time (a shared machine; best with 1 thread)",
     )
+    parser.add_argument(
+        "--keep-freed-memory",
+        action="store_true",
+        help="glibc keeps freed memory for reuse in this process, as the project's CLIs do (train/allocator.py); "
+        "default: the C library's default, as a plain Hugging Face user runs",
+    )
     args = parser.parse_args()
+    allocator = keep_freed_memory() if args.keep_freed_memory else "the C library's default"
     rounds = args.rounds or (3 if args.quick else 5)
     presets = args.presets or (["small"] if args.quick or args.decoding_only else ["small", "base"])
     machine = cpu_description() | {"torch": torch.__version__, "transformers": hvt.compat.INSTALLED_TRANSFORMERS.public}
     machine["decoding_clock"] = "process CPU time" if args.cpu_time else "wall time"
+    machine["memory_allocator"] = allocator
     threads = torch.get_num_threads()
     if not args.decoding_only:
         peaks = {"fp32": gflops(torch.float32, threads)}
