@@ -6,7 +6,7 @@ without it, in fresh processes taking turns.
 
 Each round starts child processes that call `keep_freed_memory()` first and child processes that leave glibc's
 `malloc` as it is (the order alternates between rounds); training and decoding each get a fresh process, as
-a training run and a translation would. On one thread they time:
+a training run and a translation would. On `--threads` threads (default 1) they time:
 
 - training steps of our model (small preset; bf16 autocast with eager attention where the CPU has native bf16,
   as `precision: auto` trains, else fp32) and of `MarianMTModel` of the same size (fp32, the Trainer's default),
@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def child(keep: bool, task: str, cpu_time: bool) -> dict:
+def child(keep: bool, task: str, cpu_time: bool, threads: int = 1) -> dict:
     """Measurements of one process (`task`: "training" or "decoding", each in a fresh process, as a training run
     or a translation would be): seconds and page faults per training step / per decoding."""
     import torch
@@ -44,7 +44,7 @@ def child(keep: bool, task: str, cpu_time: bool) -> dict:
     from benchmarks.bench_model import bf16_rows, build, train_step, training_batch
     from benchmarks.profile_decoding import decoding_sources
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     clock = time.process_time if cpu_time else time.perf_counter
     bf16 = bf16_rows()
 
@@ -79,12 +79,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--cpu-time", action="store_true", help="process CPU seconds (user + kernel) instead of wall")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of each child process")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--child", choices=["keep", "default"], help=argparse.SUPPRESS)
     parser.add_argument("--task", choices=["training", "decoding"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.child == "keep", args.task, args.cpu_time)))
+        print(json.dumps(child(args.child == "keep", args.task, args.cpu_time, args.threads)))
         return
 
     from benchmarks.bench_model import cpu_description
@@ -94,7 +95,7 @@ def main() -> None:
         for kind in ("default", "keep") if round_ % 2 == 0 else ("keep", "default"):
             measured = {}
             for task in ("training", "decoding"):
-                command = [sys.executable, __file__, "--child", kind, "--task", task]
+                command = [sys.executable, __file__, "--child", kind, "--task", task, "--threads", str(args.threads)]
                 command += ["--cpu-time"] if args.cpu_time else []
                 output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
                 measured |= json.loads(output.strip().splitlines()[-1])
@@ -113,7 +114,7 @@ def main() -> None:
             f"freed memory kept {row['seconds_keep']:.3f} s ({row['page_faults_keep']:,.0f} faults)  "
             f"speed-up {row['speedup']:.2f}x"
         )
-    machine = cpu_description() | {"threads": 1, "clock": "process CPU" if args.cpu_time else "wall"}
+    machine = cpu_description() | {"threads": args.threads, "clock": "process CPU" if args.cpu_time else "wall"}
     machine["allocator_kept"] = runs["keep"][0]["allocator"]
     if args.json:
         record = {"machine": machine, "command": " ".join(["python", *sys.argv]), "rounds": args.rounds, "rows": rows}
