@@ -185,6 +185,13 @@ def test_skip_recipe_uses_a_finished_run_and_records_a_different_machine(fakes, 
     assert [call[0] for call in fakes] == ["baseline"]
     assert fakes[0][2].minutes == cfg.max_train_minutes  # no metrics.jsonl: the configured budget
     assert result["recipe"]["run_dir"] == str(run) and result["same_machine"] is False
+    # The allocator a process chose (train/allocator.py) is not the machine.
+    (run / "summary.json").write_text(
+        json.dumps(fake_summary(35.0, 1, {**machine_description(), "memory_allocator": "glibc, freed memory kept"}))
+    )
+    assert compare_baseline.compare(skip_recipe=run, work_dir=tmp_path / "work", output=tmp_path / "e.json")[
+        "same_machine"
+    ]
     with pytest.raises(FileNotFoundError, match="no finished run"):
         compare_baseline.compare(skip_recipe=tmp_path / "empty", work_dir=tmp_path / "work", output=tmp_path / "d.json")
 

@@ -211,9 +211,14 @@ def compare(
     return comparison
 
 
+PROCESS_SETTINGS = ("memory_allocator",)  # in `machine_description`, but chosen by the process, not the machine
+
+
 def _same_machine(recorded: dict | None, current: dict) -> bool:
-    """Same CPU, flags, threads and library versions (`machine_description`)."""
-    return recorded is not None and all(recorded.get(key) == current.get(key) for key in current)
+    """Same CPU, flags, threads and library versions (`machine_description`; not `PROCESS_SETTINGS`)."""
+    return recorded is not None and all(
+        recorded.get(key) == current.get(key) for key in current if key not in PROCESS_SETTINGS
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
