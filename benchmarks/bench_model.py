@@ -47,7 +47,7 @@ from transformers.cache_utils import DynamicCache
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import hf_vanilla_transformer as hvt  # noqa: E402
 from benchmarks.bench_matmul import gflops  # noqa: E402
-from train.allocator import keep_freed_memory  # noqa: E402
+from train.allocator import allocator_state, keep_freed_memory  # noqa: E402
 from train.baseline import SIZE_FIELDS  # noqa: E402  (the fields Marian and our config share)
 from train.precision import native_bf16  # noqa: E402
 
@@ -340,6 +340,23 @@ def bench_decoding(preset: str, rounds: int, ablations: bool = False, clock=time
     return rows
 
 
+def add_allocator_option(parser: argparse.ArgumentParser) -> None:
+    """`--keep-freed-memory`, read by `apply_allocator_option` (shared with `profile_decoding.py`)."""
+    parser.add_argument(
+        "--keep-freed-memory",
+        action="store_true",
+        help="glibc keeps freed memory for reuse in this process, as the project's CLIs do (train/allocator.py); "
+        "default: the C library's default, as a plain Hugging Face user runs",
+    )
+
+
+def apply_allocator_option(args: argparse.Namespace) -> str:
+    """Keep freed memory if `--keep-freed-memory` was given; the allocator's state, for the results."""
+    if args.keep_freed_memory:
+        keep_freed_memory()
+    return allocator_state()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small preset only, 3 rounds")
@@ -356,14 +373,9 @@ def main() -> None:
         action="store_true",
         help="time decoding in process CPU seconds instead of wall time (a shared machine; best with 1 thread)",
     )
-    parser.add_argument(
-        "--keep-freed-memory",
-        action="store_true",
-        help="glibc keeps freed memory for reuse in this process, as the project's CLIs do (train/allocator.py); "
-        "default: the C library's default, as a plain Hugging Face user runs",
-    )
+    add_allocator_option(parser)
     args = parser.parse_args()
-    allocator = keep_freed_memory() if args.keep_freed_memory else "the C library's default"
+    allocator = apply_allocator_option(args)
     rounds = args.rounds or (3 if args.quick else 5)
     presets = args.presets or (["small"] if args.quick or args.decoding_only else ["small", "base"])
     machine = cpu_description() | {"torch": torch.__version__, "transformers": hvt.compat.INSTALLED_TRANSFORMERS.public}

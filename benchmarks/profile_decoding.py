@@ -26,8 +26,13 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.bench_model import VOCAB, build, cpu_description  # noqa: E402
-from train.allocator import keep_freed_memory  # noqa: E402
+from benchmarks.bench_model import (  # noqa: E402
+    VOCAB,
+    add_allocator_option,
+    apply_allocator_option,
+    build,
+    cpu_description,
+)
 
 
 def decoding_sources(sentences: int = 64) -> dict:
@@ -89,14 +94,9 @@ def main() -> None:
     parser.add_argument(
         "--wall", action="store_true", help="wall-clock seconds (for several threads on a quiet machine); default: CPU"
     )
-    parser.add_argument(
-        "--keep-freed-memory",
-        action="store_true",
-        help="glibc keeps freed memory for reuse in this process, as the project's CLIs do (train/allocator.py); "
-        "default: the C library's default, as a plain Hugging Face user runs",
-    )
+    add_allocator_option(parser)
     args = parser.parse_args()
-    allocator = keep_freed_memory() if args.keep_freed_memory else "the C library's default"
+    allocator = apply_allocator_option(args)
     clock = time.perf_counter if args.wall else time.process_time
     machine = cpu_description() | {"torch": torch.__version__, "clock": "wall" if args.wall else "process CPU"}
     machine["memory_allocator"] = allocator

@@ -81,7 +81,7 @@ def keep_freed_memory(environ: Mapping[str, str] | None = None) -> str:
     if "description" in _state:
         return _state["description"]
     choice = _user_choice(os.environ if environ is None else environ)
-    libc = _glibc()
+    libc = _glibc() if choice is None else None
     if choice is not None:
         description = f"as set by the user ({choice})"
     elif libc is None:
