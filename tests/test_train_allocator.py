@@ -12,8 +12,8 @@ from train import allocator
 
 GLIBC = allocator._glibc() is not None
 
-# Three training steps (forward and backward) of the small preset with an 8,000-word vocabulary, after five to warm
-# up (the kept heap reaches its size): the page faults of those three steps. Their logits alone are
+# Six training steps (forward and backward) of the small preset with an 8,000-word vocabulary, after five to warm
+# up (the kept heap reaches its size): the page faults of those six steps. Their logits alone are
 # 32 x 24 x 8000 floats (25 MB).
 FAULTS_CHILD = """
 import json, resource, sys, torch
@@ -28,7 +28,7 @@ batch = {"input_ids": torch.randint(4, 8000, (32, 24)), "labels": torch.randint(
 for _ in range(5):
     model(**batch).loss.backward()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(3):
+for _ in range(6):
     model(**batch).loss.backward()
 print(json.dumps({"state": state, "faults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before}))
 """
@@ -45,8 +45,10 @@ def run_child(mode: str, *args: str, **env) -> dict:
 @pytest.mark.skipif(not GLIBC, reason="glibc malloc only")
 def test_freed_memory_is_reused_instead_of_faulted_in_again():
     default, kept = run_child("default"), run_child("keep")
-    assert default["faults"] > 20_000  # large tensors mapped afresh at every step: a fault per 4 KiB page (33-62k)
-    assert kept["faults"] < default["faults"] / 4  # freed memory reused (0-4,000 measured)
+    # glibc adapts its thresholds, so the default varies from run to run (18-62k faults over three steps measured);
+    # with freed memory kept, what remains is the heap's one-time growth (0-4,000)
+    assert default["faults"] > 10_000  # large tensors mapped afresh at every step: a fault per 4 KiB page
+    assert kept["faults"] < default["faults"] / 4  # freed memory reused
     assert kept["state"].startswith("glibc, freed memory kept")
 
 
