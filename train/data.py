@@ -17,6 +17,7 @@ a misaligned or empty line fails with the file and line number instead of hours 
 | dict split -> TSV / JSON-lines file      | `{"train": "a.tsv", "validation": "b.jsonl"}`    |
 | Hugging Face Hub dataset id              | `bentrevett/multi30k`, `wmt/wmt14` (needs internet) |
 | `multi30k` (`load_corpus` only)          | the local copy if found, else the Hub (`multi30k`) |
+| `multi30k-lc-tok` (`load_corpus` only)   | the local copy's `tok/` text: lowercased, Moses-tokenised, as published Multi30k systems train |
 | `tatoeba-cmn-eng` (`load_corpus` only)   | the local copy (`tatoeba_cmn_eng`); no Hub fallback |
 
 Every text is stripped of surrounding whitespace (Multi30k has trailing spaces, tabs and
@@ -49,6 +50,10 @@ from train.lines import NotUTF8Error, read_lines
 logger = logging.getLogger(__name__)
 
 MULTI30K_HUB_ID = "bentrevett/multi30k"
+MULTI30K_LC_TOK = "multi30k-lc-tok"
+"""Multi30k's upstream `tok/` text (lowercased, punctuation-normalised, Moses-tokenised, XML-escaped), the
+text most published Multi30k systems train and score on. Models trained on it output such text."""
+MULTI30K_NAMES = ("multi30k", MULTI30K_LC_TOK)
 
 
 @dataclass(frozen=True)
@@ -137,9 +142,9 @@ def local_data_dir(name: str) -> Path | None:
 
 def load_corpus(dataset: str, src_lang: str, tgt_lang: str, *, data_dir: str | Path | None = None) -> DatasetDict:
     """Every split of `dataset`: a named data set (`"multi30k"`, `"tatoeba-cmn-eng"`, which read
-    `data_dir`) or any source `load_parallel` reads (a folder, a TSV or JSON-lines file, a Hub id)."""
-    if dataset == "multi30k":
-        return multi30k(src_lang, tgt_lang, data_dir=data_dir)
+    `data_dir`; `"multi30k-lc-tok"` is Multi30k's lowercased, tokenised text) or any source `load_parallel` reads (a folder, a TSV or JSON-lines file, a Hub id)."""
+    if dataset in MULTI30K_NAMES:
+        return multi30k(src_lang, tgt_lang, data_dir=data_dir, lowercased_tokenized=dataset == MULTI30K_LC_TOK)
     if dataset == TATOEBA_CMN_ENG:
         return tatoeba_cmn_eng(src_lang, tgt_lang, data_dir=data_dir)
     if data_dir is not None:
@@ -180,8 +185,14 @@ def multi30k_dir(data_dir: str | Path | None = None) -> Path | None:
     return local_data_dir("multi30k")
 
 
-def multi30k(src_lang: str = "de", tgt_lang: str = "en", data_dir: str | Path | None = None) -> DatasetDict:
+def multi30k(
+    src_lang: str = "de", tgt_lang: str = "en", data_dir: str | Path | None = None, *, lowercased_tokenized: bool = False
+) -> DatasetDict:
     """Multi30k (WMT16 multimodal task 1) with splits `train` / `validation` / `test`.
+
+    With `lowercased_tokenized` the text is the local copy's `tok/` folder (upstream's
+    `<split>.lc.norm.tok.<lang>`: lowercased, punctuation-normalised, Moses-tokenised and XML-escaped),
+    which most published Multi30k systems train on; there is no Hub copy of it.
 
     `test` is test_2016_flickr (1000 pairs). The data are read from the first of:
 
@@ -193,7 +204,12 @@ def multi30k(src_lang: str = "de", tgt_lang: str = "en", data_dir: str | Path | 
        from the upstream files in whitespace only.
     """
     directory = multi30k_dir(data_dir)
-    if directory is None:
+    if lowercased_tokenized:
+        if directory is None or not (directory / "tok").is_dir():
+            where = f"{directory}/tok" if directory else "a local Multi30k copy (see multi30k_dir)"
+            raise DataError(f"dataset {MULTI30K_LC_TOK!r} reads the upstream tok/ files, and {where} does not exist")
+        directory = directory / "tok"
+    elif directory is None:
         logger.info("No local Multi30k copy found; loading %s from the Hub", MULTI30K_HUB_ID)
         return load_parallel(MULTI30K_HUB_ID, src_lang, tgt_lang, splits=list(MULTI30K_SPLITS))
     stems = {split: facts.stem for split, facts in MULTI30K_SPLITS.items()}
@@ -235,7 +251,7 @@ def tatoeba_cmn_eng(src_lang: str = "zh", tgt_lang: str = "en", data_dir: str | 
 def tokenized_references(dataset: str, split: str, tgt_lang: str, data_dir: str | Path | None = None) -> Path | None:
     """The lowercased, Moses-tokenised references of a Multi30k split (`tok/` of the local copy that
     `multi30k` reads), or `None` for other data sets or when there is no such file."""
-    if dataset != "multi30k" or split not in MULTI30K_SPLITS:
+    if dataset not in MULTI30K_NAMES or split not in MULTI30K_SPLITS:
         return None
     directory = multi30k_dir(data_dir)
     path = directory / "tok" / f"{MULTI30K_SPLITS[split].stem}.{tgt_lang}" if directory else None
@@ -244,7 +260,7 @@ def tokenized_references(dataset: str, split: str, tgt_lang: str, data_dir: str 
 
 def published_split_name(dataset: str, split: str) -> str:
     """The name a results table uses for `split` of `dataset` (`test_2016_flickr` for Multi30k's test)."""
-    if dataset == "multi30k" and split in MULTI30K_SPLITS:
+    if dataset in MULTI30K_NAMES and split in MULTI30K_SPLITS:
         return MULTI30K_SPLITS[split].name
     return split
 
