@@ -254,3 +254,23 @@ def test_a_multi30k_run_card_also_reports_lowercased_tokenised_bleu():
     assert "| test_2016_flickr | test | 36.35 | 59.87 | sacreBLEU `13a` |" in text
     assert "| test_2016_flickr, lowercased and tokenised | test | 36.72 | – | Moses (sacremoses), lowercased" in text
     assert lc_sig in text
+
+
+def test_a_card_of_a_model_trained_on_lowercased_tokenised_text_says_so():
+    """`multi30k-lc-tok`: both rows score the model's own lowercased, tokenised output (no cased score exists),
+    and the training data section names that text."""
+    from train.config import TrainConfig
+    from train.model_card import KNOWN_DATASETS, card_results
+
+    test = {
+        "bleu": 40.1, "bleu_signature": BLEU_SIG, "chrf": 60.2, "chrf_signature": CHRF_SIG,
+        "num_beams": 5, "length_penalty": 1.4, "length_penalty_form": "gnmt",
+        "bleu_tok_lc": 40.6, "bleu_tok_lc_signature": BLEU_SIG + "|pre:none(model-outputs-lc-tok-text)",
+    }  # fmt: skip
+    cfg = TrainConfig.from_dict({"dataset": "multi30k-lc-tok", "src_lang": "en", "tgt_lang": "de"})
+    results = card_results(cfg, test)
+    text = str(sample_card(results=results, dataset_name="multi30k-lc-tok"))
+    assert "sacreBLEU (`13a`) on the model's lowercased, tokenised output against the `tok/` references" in text
+    assert "| test_2016_flickr, lowercased and tokenised | test | 40.6 | – | none: the model outputs lowercased" in text
+    assert "on detokenised, cased output" not in text
+    assert KNOWN_DATASETS["multi30k-lc-tok"].description.split("The upstream")[1] in text

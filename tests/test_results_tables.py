@@ -91,6 +91,16 @@ def test_rewrite_fills_the_tables_from_the_files_and_keeps_the_rest(root):
     assert rewrite(text, root) == text and stale_tables(text, root) == []
 
 
+def test_a_model_of_lowercased_tokenised_text_has_only_the_lc_tok_score(root):
+    """Its output is lowercased, tokenised text: no cased BLEU or chrF exists to put beside the others'."""
+    test = {"dataset": "multi30k-lc-tok", "split": "test", "language_pair": "en-de", "bleu": 40.3, "chrf": 66.0,
+            "bleu_tok_lc": 40.9}  # fmt: skip
+    summary = {"steps": 6000, "minutes_until_trained": 105.2, "total_minutes": 117.0, "test": test}
+    (root / "model_cards" / "multi30k-lc-tok-en-de-full.results.json").write_text(json.dumps(summary))
+    row = next(line for line in rewrite(README, root).splitlines() if "multi30k-lc-tok, en-de" in line)
+    assert "| test_2016_flickr | – | 40.9 | – | 105.2 min: 6,000 steps |" in row
+
+
 def test_check_fails_on_a_stale_table_and_passes_after_the_rewrite(root, tmp_path, capsys):
     readme = tmp_path / "README.md"
     readme.write_text(rewrite(README, root))

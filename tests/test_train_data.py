@@ -211,6 +211,30 @@ def test_multi30k_tokenized_references_follow_the_copy_that_is_read(text_dir: Pa
         tokenized_references("multi30k", "test", "en")
 
 
+def test_multi30k_lc_tok_reads_the_tok_folder_of_the_same_copy(text_dir: Path, tmp_path: Path, monkeypatch):
+    """`multi30k-lc-tok` is the `tok/` text of the copy `multi30k` reads, with the same splits and references;
+    without a `tok/` folder it is an error naming the folder (there is no Hub copy of it)."""
+    copy = multi30k_copy(tmp_path / "m30k", text_dir)
+    (copy / "tok" / "test2016.en").unlink()
+    for stem in ("train", "val", "test2016"):
+        for lang in ("de", "en"):
+            lines = (copy / f"{stem}.{lang}").read_text().lower().replace(".", " .")
+            (copy / "tok" / f"{stem}.{lang}").write_text(lines)
+    monkeypatch.setenv("HVT_MULTI30K_DIR", str(copy))
+    corpus = load_corpus("multi30k-lc-tok", "de", "en")
+    assert list(corpus) == ["train", "validation", "test"]
+    assert corpus["test"]["src"] == ["guten morgen ."] and corpus["test"]["tgt"] == ["good morning ."]
+    assert tokenized_references("multi30k-lc-tok", "test", "en") == copy / "tok" / "test2016.en"
+    assert data.is_lowercased_tokenized("multi30k-lc-tok") and not data.is_lowercased_tokenized("multi30k")
+    assert published_split_name("multi30k-lc-tok", "test") == "test_2016_flickr"
+    bare = multi30k_copy(tmp_path / "bare", text_dir)
+    for path in (bare / "tok").iterdir():
+        path.unlink()
+    (bare / "tok").rmdir()
+    with pytest.raises(DataError, match=r"'multi30k-lc-tok' reads the upstream tok/ files, and .*bare/tok does not"):
+        load_corpus("multi30k-lc-tok", "de", "en", data_dir=bare)
+
+
 def test_published_split_names() -> None:
     assert published_split_name("multi30k", "test") == "test_2016_flickr"
     assert published_split_name("multi30k", "validation") == "val"

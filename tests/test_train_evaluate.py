@@ -85,6 +85,21 @@ def test_moses_pipeline_reproduces_multi30k_tok_files(lang: str) -> None:
     assert score_tokenized_lowercase(raw, MULTI30K / "tok" / f"test2016.{lang}")["bleu_tok_lc"] == pytest.approx(100)
 
 
+def test_pretokenized_hypotheses_are_scored_as_they_are(tmp_path: Path) -> None:
+    """A model trained on the `tok/` text (`multi30k-lc-tok`) writes such text: scored as it is, its
+    references score 100; tokenised a second time, their `&apos;` would be escaped again and lose n-grams."""
+    refs_file = tmp_path / "test.en"
+    tokenized = moses_tokenize_lowercase(['A man\'s "red" bike.', *REFS], "en")
+    refs_file.write_text("".join(line + "\n" for line in tokenized))
+    pretokenized = score_tokenized_lowercase(tokenized, refs_file, pretokenized=True)
+    assert pretokenized["bleu_tok_lc"] == pytest.approx(100)
+    assert pretokenized["bleu_tok_lc_signature"].endswith("|pre:none(model-outputs-lc-tok-text)")
+    assert score_tokenized_lowercase(tokenized, refs_file)["bleu_tok_lc"] < 95
+    hyps = moses_tokenize_lowercase(["A man's red bike.", *HYPS], "en")
+    expected = sacrebleu.corpus_bleu(hyps, [tokenized], tokenize="none")
+    assert score_tokenized_lowercase(hyps, refs_file, pretokenized=True)["bleu_tok_lc"] == pytest.approx(expected.score)
+
+
 def test_write_results_round_trips_json(tmp_path: Path) -> None:
     results = score(["我喜欢猫。"], ["我喜欢狗。"], "zh")
     path = write_results(tmp_path / "nested" / "results.json", results)

@@ -258,6 +258,12 @@ def tokenized_references(dataset: str, split: str, tgt_lang: str, data_dir: str 
     return path if path is not None and path.is_file() else None
 
 
+def is_lowercased_tokenized(dataset: str) -> bool:
+    """Whether `dataset`'s text is Multi30k's lowercased, Moses-tokenised `tok/` text (and so is a model's
+    output after training on it): its BLEU against the `tok/` references is then computed on that text as it is."""
+    return dataset == MULTI30K_LC_TOK
+
+
 def published_split_name(dataset: str, split: str) -> str:
     """The name a results table uses for `split` of `dataset` (`test_2016_flickr` for Multi30k's test)."""
     if dataset in MULTI30K_NAMES and split in MULTI30K_SPLITS:

@@ -56,22 +56,29 @@ def score(hypotheses: Sequence[str], references: Sequence[str], tgt_lang: str) -
 
 
 def score_tokenized_lowercase(
-    hypotheses: Sequence[str], refs_tok_file: str | Path, lang: str | None = None
+    hypotheses: Sequence[str], refs_tok_file: str | Path, lang: str | None = None, *, pretokenized: bool = False
 ) -> dict[str, Any]:
     """BLEU of detokenized `hypotheses` against lowercased, Moses-tokenized references.
 
     `refs_tok_file` is e.g. `multi30k/tok/test2016.en`; `lang` (for the Moses rules) defaults
     to its suffix. Scores are comparable with published Multi30k BLEU, not with `score`.
+
+    `pretokenized`: the hypotheses already are such text (a model trained on the `tok/` files, data set
+    `multi30k-lc-tok`), so they are scored as they are, as `multi-bleu.perl` scores published systems.
+    Tokenising them again would escape their `&apos;` a second time.
     """
     path = Path(refs_tok_file)
     references = read_lines(path)
     _check_parallel(hypotheses, references)
-    tokenized = moses_tokenize_lowercase(hypotheses, lang or path.suffix.lstrip("."))
+    if pretokenized:
+        tokenized, preprocessing = list(hypotheses), "none(model-outputs-lc-tok-text)"
+    else:
+        tokenized, preprocessing = moses_tokenize_lowercase(hypotheses, lang or path.suffix.lstrip(".")), "moses-lc-norm-tok"
     metric = BLEU(tokenize="none", force=True)
     bleu = metric.corpus_score(tokenized, [references])
     return {
         "bleu_tok_lc": bleu.score,
-        "bleu_tok_lc_signature": f"{metric.get_signature()}|pre:moses-lc-norm-tok",
+        "bleu_tok_lc_signature": f"{metric.get_signature()}|pre:{preprocessing}",
         "num_sentences": len(hypotheses),
     }
 

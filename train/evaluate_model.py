@@ -21,7 +21,7 @@ from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from train.allocator import keep_freed_memory
-from train.data import load_split, tokenized_references
+from train.data import is_lowercased_tokenized, load_split, tokenized_references
 from train.evaluate import score, score_tokenized_lowercase, write_results
 from train.lines import write_lines_atomic
 from train.model_folder import DTYPES, load_model
@@ -56,6 +56,7 @@ def evaluate_model(
         meta={"model": str(model_dir), "dataset": dataset, "split": split, "language_pair": f"{src_lang}-{tgt_lang}"},
         tgt_lang=tgt_lang,
         tokenized_refs=tokenized_references(dataset, split, tgt_lang, data_dir) if max_samples is None else None,
+        pretokenized=is_lowercased_tokenized(dataset),
         num_beams=num_beams,
         length_penalty=length_penalty,
     )
@@ -71,6 +72,7 @@ def evaluate_translations(
     meta: dict[str, Any],
     tgt_lang: str,
     tokenized_refs: Path | None = None,
+    pretokenized: bool = False,
     num_beams: int | None = None,
     length_penalty: float | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
@@ -79,7 +81,8 @@ def evaluate_translations(
 
     Decoding comes from the model's `generation_config`, except `num_beams` / `length_penalty`
     when given; the results record the settings used. With `tokenized_refs` (Multi30k's `tok/`
-    file of the whole split) the results also hold BLEU on lowercased, tokenised text.
+    file of the whole split) the results also hold BLEU on lowercased, tokenised text; `pretokenized`
+    says the model outputs such text already (trained on `multi30k-lc-tok`), so it is scored as it is.
     """
     start = time.perf_counter()
     hypotheses = translate(
@@ -93,7 +96,7 @@ def evaluate_translations(
         **score(hypotheses, data["tgt"], tgt_lang),
     }
     if tokenized_refs is not None:
-        tok = score_tokenized_lowercase(hypotheses, tokenized_refs, tgt_lang)
+        tok = score_tokenized_lowercase(hypotheses, tokenized_refs, tgt_lang, pretokenized=pretokenized)
         results["bleu_tok_lc"] = tok["bleu_tok_lc"]
         results["bleu_tok_lc_signature"] = tok["bleu_tok_lc_signature"]
     out = Path(output_dir)

@@ -35,7 +35,7 @@ from typing import Any
 
 from train.ablations import ablation_table
 from train.compare_models import markdown_table
-from train.data import published_split_name
+from train.data import is_lowercased_tokenized, published_split_name
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -91,8 +91,9 @@ def trained_models_table(root: Path) -> str:
         name = path.name.removesuffix(".results.json")
         card = path.with_name(f"{name}.md")
         card_cell = f"[{name}]({_relative(card, root)})" if card.is_file() else name
-        bleu = f"{test['bleu']:.1f}" if "bleu" in test else "–"
-        chrf = f"{test['chrf']:.1f}" if "chrf" in test else "–"
+        cased = not is_lowercased_tokenized(test.get("dataset", ""))  # else its output is lowercased, tokenised text
+        bleu = f"{test['bleu']:.1f}" if "bleu" in test and cased else "–"
+        chrf = f"{test['chrf']:.1f}" if "chrf" in test and cased else "–"
         lowercased = f"{test['bleu_tok_lc']:.1f}" if "bleu_tok_lc" in test else "–"  # Multi30k papers' convention
         split = published_split_name(test.get("dataset", ""), test["split"]) if "split" in test else "–"
         epochs = f", {summary['epochs']:.1f} epochs" if summary.get("epochs") is not None else ""

@@ -71,6 +71,7 @@ from train.data import (
     check_splits,
     example_lengths,
     filter_by_length,
+    is_lowercased_tokenized,
     load_corpus,
     tokenize_dataset,
     tokenized_references,
@@ -487,6 +488,7 @@ def evaluate_final_model(cfg: TrainConfig, output_dir: Path, raw: DatasetDict) -
             },
             tgt_lang=cfg.tgt_lang,
             tokenized_refs=tokenized_references(cfg.dataset, cfg.test_split, cfg.tgt_lang, cfg.data_dir),
+            pretokenized=is_lowercased_tokenized(cfg.dataset),
             num_beams=cfg.test_num_beams,
             length_penalty=cfg.length_penalty,
         )
