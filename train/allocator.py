@@ -6,8 +6,8 @@ the top of its heap). A training step or a decoding step frees and re-allocates 
 (logits, activations, gradients, the KV cache), so the kernel maps fresh zeroed pages at every step: one page
 fault per 4 KiB. On the 2-core AMD EPYC of `benchmarks/results/allocator.json` that was about 50,000 faults per
 training step of the small preset on 60 padded pairs with an 8,000-word vocabulary and 160,000 per beam-4
-decoding of 64 sentences. Smaller tensors are reused by glibc anyway: the quick recipe's training (about 20 MB of logits) gains nothing
-(`benchmarks/results/allocator-quick-recipe.json`).
+decoding of 64 sentences. Smaller tensors are reused by glibc anyway: the quick recipe's training (about 20 MB
+of logits) gains nothing (`benchmarks/results/allocator-quick-recipe.json`).
 
 `keep_freed_memory()` asks glibc (`mallopt`) to serve every allocation from its heap (`M_MMAP_MAX` 0) and to
 keep freed memory for reuse (`M_TRIM_THRESHOLD` 2 GiB), what the environment variables `MALLOC_MMAP_MAX_=0

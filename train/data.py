@@ -17,7 +17,7 @@ a misaligned or empty line fails with the file and line number instead of hours 
 | dict split -> TSV / JSON-lines file      | `{"train": "a.tsv", "validation": "b.jsonl"}`    |
 | Hugging Face Hub dataset id              | `bentrevett/multi30k`, `wmt/wmt14` (needs internet) |
 | `multi30k` (`load_corpus` only)          | the local copy if found, else the Hub (`multi30k`) |
-| `multi30k-lc-tok` (`load_corpus` only)   | the local copy's `tok/` text: lowercased, Moses-tokenised, as published Multi30k systems train |
+| `multi30k-lc-tok` (`load_corpus` only)   | the local copy's `tok/` text: lowercased, Moses-tokenised |
 | `tatoeba-cmn-eng` (`load_corpus` only)   | the local copy (`tatoeba_cmn_eng`); no Hub fallback |
 
 Every text is stripped of surrounding whitespace (Multi30k has trailing spaces, tabs and
@@ -142,7 +142,8 @@ def local_data_dir(name: str) -> Path | None:
 
 def load_corpus(dataset: str, src_lang: str, tgt_lang: str, *, data_dir: str | Path | None = None) -> DatasetDict:
     """Every split of `dataset`: a named data set (`"multi30k"`, `"tatoeba-cmn-eng"`, which read
-    `data_dir`; `"multi30k-lc-tok"` is Multi30k's lowercased, tokenised text) or any source `load_parallel` reads (a folder, a TSV or JSON-lines file, a Hub id)."""
+    `data_dir`; `"multi30k-lc-tok"` is Multi30k's lowercased, tokenised text) or any source
+    `load_parallel` reads (a folder, a TSV or JSON-lines file, a Hub id)."""
     if dataset in MULTI30K_NAMES:
         return multi30k(src_lang, tgt_lang, data_dir=data_dir, lowercased_tokenized=dataset == MULTI30K_LC_TOK)
     if dataset == TATOEBA_CMN_ENG:
@@ -186,7 +187,11 @@ def multi30k_dir(data_dir: str | Path | None = None) -> Path | None:
 
 
 def multi30k(
-    src_lang: str = "de", tgt_lang: str = "en", data_dir: str | Path | None = None, *, lowercased_tokenized: bool = False
+    src_lang: str = "de",
+    tgt_lang: str = "en",
+    data_dir: str | Path | None = None,
+    *,
+    lowercased_tokenized: bool = False,
 ) -> DatasetDict:
     """Multi30k (WMT16 multimodal task 1) with splits `train` / `validation` / `test`.
 

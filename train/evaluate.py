@@ -73,7 +73,10 @@ def score_tokenized_lowercase(
     if pretokenized:
         tokenized, preprocessing = list(hypotheses), "none(model-outputs-lc-tok-text)"
     else:
-        tokenized, preprocessing = moses_tokenize_lowercase(hypotheses, lang or path.suffix.lstrip(".")), "moses-lc-norm-tok"
+        tokenized, preprocessing = (
+            moses_tokenize_lowercase(hypotheses, lang or path.suffix.lstrip(".")),
+            "moses-lc-norm-tok",
+        )
     metric = BLEU(tokenize="none", force=True)
     bleu = metric.corpus_score(tokenized, [references])
     return {

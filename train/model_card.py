@@ -491,7 +491,9 @@ def card_results(cfg: TrainConfig, test: Mapping[str, Any] | None) -> dict[str, 
     )
     pretokenized = is_lowercased_tokenized(cfg.dataset)
     if pretokenized:  # output and references are lowercased, tokenised text: no cased score exists
-        entry["bleu_variant"] = "sacreBLEU (`13a`) on the model's lowercased, tokenised output against the `tok/` references"
+        entry["bleu_variant"] = (
+            "sacreBLEU (`13a`) on the model's lowercased, tokenised output against the `tok/` references"
+        )
     results = {name: entry}
     if "bleu_tok_lc" in test:  # Multi30k: also the published papers' convention (train.evaluate)
         results[f"{name}, lowercased and tokenised"] = dict(
