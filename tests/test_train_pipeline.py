@@ -2,6 +2,7 @@
 train -> average -> evaluate -> translate, fine-tuning, 2 processes (DDP), the recipe. (Interrupted
 runs, full disks and damaged files: tests/test_fault_injection.py.)"""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -148,6 +149,28 @@ def test_config_errors_name_the_setting(tmp_path):
         TrainConfig.load(None, ["preset=huge"])
     with pytest.raises(ValueError, match=r"label_smoothing must be in \[0, 1\), got 1.0"):
         TrainConfig.load(None, ["label_smoothing=1.0"])
+
+
+def test_a_config_file_extends_another(tmp_path):
+    """`extends:` takes another file's settings (a path relative to the file) under the file's own, `model:`
+    entries one by one; a missing base or a cycle is an error naming the files."""
+    (tmp_path / "base.yaml").write_text(
+        "max_steps: 50\nwarmup_steps: 7\nmodel:\n  dropout: 0.3\n  decoder_ffn_dim: 64\n"
+    )
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "child.yaml").write_text("extends: ../base.yaml\nmax_steps: 60\nmodel:\n  dropout: 0.1\n")
+    cfg = TrainConfig.load(tmp_path / "sub" / "child.yaml", ["model.decoder_ffn_dim=128"])
+    assert (cfg.max_steps, cfg.warmup_steps, cfg.model) == (60, 7, {"dropout": 0.1, "decoder_ffn_dim": 128})
+    shipped = TrainConfig.load(REPO_ROOT / "train/configs/multi30k_lc_tok_en_de_full.yaml")
+    base = TrainConfig.load(REPO_ROOT / "train/configs/multi30k_en_de_full.yaml")
+    assert dataclasses.replace(shipped, dataset=base.dataset, output_dir=base.output_dir) == base
+    (tmp_path / "orphan.yaml").write_text("extends: gone.yaml\n")
+    with pytest.raises(FileNotFoundError, match=r"gone.yaml \(extended by .*orphan.yaml\)"):
+        TrainConfig.load(tmp_path / "orphan.yaml")
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
+    with pytest.raises(ValueError, match="makes a cycle of config files"):
+        TrainConfig.load(tmp_path / "a.yaml")
 
 
 def test_bad_data_stops_before_training(tmp_path):
@@ -340,13 +363,14 @@ def test_averaging_takes_the_last_checkpoints_when_an_earlier_validation_scored_
         "multi30k_de_en.yaml",
         "multi30k_de_en_full.yaml",
         "multi30k_en_de_full.yaml",
+        "multi30k_lc_tok_en_de_full.yaml",
         "multi30k_de_en_rnn.yaml",
         "multi30k_de_en_rnn_attention.yaml",
     ],
 )
 def test_shipped_configs_load(name):
     cfg = TrainConfig.load(REPO_ROOT / "train" / "configs" / name)
-    assert cfg.dataset == "multi30k" and cfg.average_last >= 5
+    assert cfg.dataset in ("multi30k", "multi30k-lc-tok") and cfg.average_last >= 5
     assert cfg.max_train_minutes is not None and cfg.max_train_minutes <= 105  # the long runs: <= 2 hours in all
     if cfg.early_stopping_patience is not None:  # the Trainer needs saves on evaluation steps
         assert cfg.save_steps % cfg.eval_steps == 0

@@ -119,16 +119,11 @@ class TrainConfig:
     # ------------------------------------------------------------------ loading
     @classmethod
     def load(cls, path: str | Path | None = None, overrides: list[str] | dict[str, Any] | None = None) -> TrainConfig:
-        """Read a YAML file (optional) and apply overrides (`["max_steps=100", "model.dropout=0.3"]` or a dict)."""
-        values: dict[str, Any] = {}
-        if path is not None:
-            path = Path(path)
-            if not path.is_file():
-                raise FileNotFoundError(f"training config not found: {path}")
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-            if not isinstance(loaded, dict):
-                raise ValueError(f"{path}: expected a mapping of settings, got {type(loaded).__name__}")
-            values.update(loaded)
+        """Read a YAML file (optional) and apply overrides (`["max_steps=100", "model.dropout=0.3"]` or a dict).
+
+        A file may start from another: `extends: other.yaml` (a path relative to the file) takes that file's
+        settings, and the file's own replace them (`model:` entries one by one)."""
+        values: dict[str, Any] = _read_settings(Path(path)) if path is not None else {}
         for key, value in _parse_overrides(overrides).items():
             if key.startswith("model."):
                 values.setdefault("model", {})
@@ -281,6 +276,30 @@ POSITIVE = (
     "logging_steps",
 )
 POSITIVE_OR_NONE = ("max_eval_samples", "test_num_beams", "num_threads", "early_stopping_patience")
+
+
+def _read_settings(path: Path, extended_by: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The settings of a YAML config file, with those of the file it `extends:` under its own."""
+    if not path.is_file():
+        where = f" (extended by {extended_by[-1]})" if extended_by else ""
+        raise FileNotFoundError(f"training config not found: {path}{where}")
+    loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{path}: expected a mapping of settings, got {type(loaded).__name__}")
+    base = loaded.pop("extends", None)
+    if base is None:
+        return loaded
+    if not isinstance(base, str):
+        raise ValueError(f"{path}: 'extends' names a config file, got {base!r}")
+    base_path = (path.parent / base).resolve()
+    if base_path in (*extended_by, path.resolve()):
+        raise ValueError(f"{path}: 'extends: {base}' makes a cycle of config files")
+    values = _read_settings(base_path, (*extended_by, path.resolve()))
+    model = {**(values.get("model") or {}), **(loaded.get("model") or {})}
+    values.update(loaded)
+    if model:
+        values["model"] = model
+    return values
 
 
 def _parse_overrides(overrides: list[str] | dict[str, Any] | None) -> dict[str, Any]:
