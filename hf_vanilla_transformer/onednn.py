@@ -15,7 +15,7 @@ turns it off). Everywhere else it is exactly `module(x)`.
 
 A packed weight is a copy, so it lives only as long as the weights cannot change: one `packed_weights()`
 block, i.e. one `generate()` call (a decoding of many steps reuses it; the next call packs again, a few
-milliseconds). It is not kept across calls, because nothing reliable says when a weight has changed:
+milliseconds), or one `train.translate.translate()` of many batches, which holds a block around its calls. It is not kept across calls, because nothing reliable says when a weight has changed:
 torch's fused AdamW (transformers' default optimizer) updates parameters in place without bumping their
 version counter, and a cache kept across calls, keyed on that counter, served the weights of an earlier
 validation to every later one of a training run (validation BLEU stalled while the loss fell;
@@ -49,8 +49,12 @@ _status: dict[str, bool] = {}
 
 @contextlib.contextmanager
 def packed_weights() -> Iterator[None]:
-    """A block in which the model's weights do not change (one `generate()` call): `onednn_linear` may pack
-    each weight once and reuse it. The packed copies are dropped when the block ends."""
+    """A block in which the model's weights do not change (one `generate()` call, or a `translate()` of many
+    batches, which are many calls): `onednn_linear` may pack each weight once and reuse it. A block inside
+    another reuses the outer block's packed weights; they are dropped when the outermost block ends."""
+    if _PACKED.get() is not None:
+        yield
+        return
     token = _PACKED.set({})
     try:
         yield

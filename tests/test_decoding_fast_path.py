@@ -182,6 +182,23 @@ def test_onednn_linear_equals_the_linear_layer_and_follows_weight_updates():
     assert onednn._PACKED.get() is None  # the packed copies end with the block
 
 
+def test_a_packed_weights_block_inside_another_reuses_its_packed_weights():
+    """`translate()` holds one block around its batches, and each `generate()` call opens one inside it:
+    the inner block packs nothing again, and the copies live until the outer block ends."""
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(16, 40)
+    x = torch.randn(3, 16)
+    with torch.no_grad(), packed_weights():
+        outer = onednn._PACKED.get()
+        with packed_weights():
+            assert onednn._PACKED.get() is outer
+            onednn_linear(layer, x)
+        assert layer in outer  # packed inside the inner block, kept by the outer one
+        with packed_weights():
+            assert onednn._PACKED.get() is outer and layer in outer
+    assert onednn._PACKED.get() is None
+
+
 def test_onednn_linear_outside_packed_weights_is_the_plain_layer():
     torch.manual_seed(0)
     layer = torch.nn.Linear(16, 40)

@@ -160,3 +160,26 @@ def test_warns_that_the_gnmt_length_penalty_is_not_kept():
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         to_marian(model)
+
+
+def test_the_translation_benchmark_decodes_alike_with_ours_and_its_marian_copy(tmp_path):
+    """`benchmarks/bench_translation.py` times ours against its own Marian copy through `translate()`: both
+    must write the same translations, greedy and beam, or the times compare different work. (An untrained
+    model's translations run to the length limit, which both then share.)"""
+    from benchmarks.bench_translation import bench_translation
+
+    tokenizer = tiny_tokenizer(vocab_size=300)
+    trained_like(vocab_size=300).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    sources = ["Zwei Hunde spielen im Schnee.", "Ein Mann", "Eine Frau liest ein Buch im Park.", "Ja"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # Marian has no GNMT penalty: the benchmark uses hf's
+        rows = bench_translation(tmp_path, sources, beams=(1, 3), max_new_tokens=12, rounds=1)
+    assert [(row["measurement"], row["variant"]) for row in rows] == [
+        ("greedy translation, 4 sentences", "marian"),
+        ("greedy translation, 4 sentences", "ours"),
+        ("beam-3 translation, 4 sentences", "marian"),
+        ("beam-3 translation, 4 sentences", "ours"),
+    ]
+    assert all(row["identical_to_marian"] == 1.0 for row in rows)
+    assert rows[0]["ratio_vs_marian"] == 1.0 and rows[1]["seconds"] > 0

@@ -73,6 +73,28 @@ def test_translate_cli_decodes_with_the_models_generation_config(model_dir, tmp_
     assert {(c.num_beams, c.length_penalty) for c in used_configs} == {(3, 0.6)}
 
 
+def test_translate_packs_the_weights_once_for_all_its_batches(model_dir, monkeypatch):
+    """One `packed_weights()` block around the batches (onednn.py): every `generate()` call after the first finds
+    the weights packed already, and the translations are those of batch-by-batch decoding."""
+    from hf_vanilla_transformer import onednn
+
+    model, tokenizer = load_model(model_dir)
+    texts = ["guten morgen", "ein mann", "zwei hunde spielen", "ja", "die katze schläft"]
+    separately = [translate_cli.translate(model, tokenizer, [text])[0] for text in texts]
+    packed_at_call = []
+    original = type(model).generate
+
+    def spy(self, *args, **kwargs):
+        packed = onednn._PACKED.get()
+        packed_at_call.append((id(packed), len(packed)) if packed is not None else None)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(model), "generate", spy)
+    assert translate_cli.translate(model, tokenizer, texts, batch_tokens=8) == separately
+    assert len(packed_at_call) > 2 and len({block for block, _ in packed_at_call}) == 1
+    assert packed_at_call[0][1] == 0 and all(count > 0 for _, count in packed_at_call[1:])
+
+
 def test_evaluate_model_decodes_and_records_the_models_generation_config(model_dir, tmp_path, used_configs):
     data = tmp_path / "data"
     data.mkdir()

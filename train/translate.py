@@ -42,6 +42,7 @@ from tqdm.auto import tqdm
 from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from hf_vanilla_transformer.generation import MAX_NEW_TOKENS_OVER_INPUT
+from hf_vanilla_transformer.onednn import packed_weights
 from train.allocator import keep_freed_memory
 from train.extras import require_extra
 from train.lines import decode_utf8, split_lines, write_lines_atomic
@@ -120,11 +121,12 @@ def translate(
         batch.append(i)
     if batch:
         batches.append(batch)
-    for batch in tqdm(batches, desc="translating", disable=not progress, unit="batch"):
-        inputs = tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt")
-        generated = model.generate(**inputs.to(model.device), **overrides)
-        for i, text in zip(batch, tokenizer.batch_decode(generated, skip_special_tokens=True), strict=True):
-            outputs[i] = " ".join(text.replace("\r", "\n").split("\n")).strip()
+    with packed_weights():  # the weights are fixed for all batches: oneDNN packs them once, not once per batch
+        for batch in tqdm(batches, desc="translating", disable=not progress, unit="batch"):
+            inputs = tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt")
+            generated = model.generate(**inputs.to(model.device), **overrides)
+            for i, text in zip(batch, tokenizer.batch_decode(generated, skip_special_tokens=True), strict=True):
+                outputs[i] = " ".join(text.replace("\r", "\n").split("\n")).strip()
     return outputs
 
 

@@ -1,0 +1,140 @@
+"""Translation speed of a trained model against the same network as transformers' `MarianMTModel`.
+
+    python benchmarks/bench_translation.py runs/multi30k-de-en/model --json benchmarks/results/translation.json
+    python benchmarks/bench_translation.py MODEL --dataset multi30k --src-lang de --tgt-lang en --split test
+
+`bench_model.py` times random-weight models on random tokens, forced to exactly 25 new tokens by
+`min_new_tokens` (whose two logits processors then run over every row's logits at every step). This
+script times what a user runs: a trained model translating a real test set through `train.translate.translate`
+(sentences sorted by length, batches of a token budget, each sentence stopping at its own `</s>`), greedy and
+beam 4. The reference is the *same trained network* converted to `MarianMTModel`
+(`hf_vanilla_transformer.marian_export.to_marian`: the same logits), decoding through the same function
+with the same settings. Both rank beams with transformers' length penalty (Marian has no other), so both must
+write the same translations: the results record the share that is identical (ties aside, 100%).
+
+The two models decode in interleaved rounds (A B A B ...) and the medians are compared: a ratio measured
+in one run on one machine. The CPU, its flags, torch's thread count and the memory allocator are recorded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import hf_vanilla_transformer as hvt  # noqa: E402
+from benchmarks.bench_model import add_allocator_option, apply_allocator_option, cpu_description, interleaved  # noqa: E402
+from hf_vanilla_transformer.marian_export import to_marian  # noqa: E402
+from train.data import load_split  # noqa: E402
+from train.model_folder import load_model  # noqa: E402
+from train.translate import translate  # noqa: E402
+
+
+def bench_translation(
+    model_dir: str | Path,
+    sources: list[str],
+    *,
+    beams: tuple[int, ...] = (1, 4),
+    length_penalty: float | None = None,
+    max_new_tokens: int = 128,
+    rounds: int = 3,
+    clock=time.perf_counter,
+) -> list[dict]:
+    """One row per (decoding, model): median seconds to translate `sources`, sentences per second, the ratio
+    to Marian's time, and the share of translations identical to Marian's.
+
+    Both stop a translation at `max_new_tokens` (Marian cannot express our default limit of input length + 50);
+    a trained model ends its translations with `</s>` long before."""
+    ours, tokenizer = load_model(model_dir)
+    ours.generation_config.length_penalty_form = "hf"  # what Marian can do: the same beams for both
+    alpha = ours.generation_config.length_penalty if length_penalty is None else length_penalty
+    marian = to_marian(ours)
+    rows = []
+    for num_beams in beams:
+        settings = dict(
+            num_beams=num_beams, length_penalty=alpha if num_beams > 1 else None, max_new_tokens=max_new_tokens
+        )
+        outputs: dict[str, list[str]] = {}
+
+        def run(name, model, settings=settings, outputs=outputs):
+            def decode():
+                outputs[name] = translate(model, tokenizer, sources, **settings)
+
+            return decode
+
+        seconds = interleaved({"marian": run("marian", marian), "ours": run("ours", ours)}, rounds, clock=clock)
+        for name, t in seconds.items():
+            identical = sum(a == b for a, b in zip(outputs[name], outputs["marian"], strict=True)) / len(sources)
+            rows.append(
+                {
+                    "measurement": f"{'greedy' if num_beams == 1 else f'beam-{num_beams}'} translation, "
+                    f"{len(sources)} sentences",
+                    "variant": name,
+                    "length_penalty": alpha if num_beams > 1 else None,
+                    "seconds": t,
+                    "sentences_per_s": len(sources) / t,
+                    "ratio_vs_marian": seconds["marian"] / t,
+                    "identical_to_marian": identical,
+                }
+            )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", help="a trained model folder (e.g. runs/multi30k-de-en/model)")
+    parser.add_argument("--dataset", default="multi30k")
+    parser.add_argument("--src-lang", default="de")
+    parser.add_argument("--tgt-lang", default="en")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--max-samples", type=int, default=None, help="the first N sentences only")
+    parser.add_argument("--beams", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--length-penalty", type=float, default=None, help="alpha (default: the model's)")
+    parser.add_argument("--max-new-tokens", type=int, default=128, help="the same output limit for both models")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (medians)")
+    parser.add_argument("--cpu-time", action="store_true", help="process CPU seconds instead of wall time")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    add_allocator_option(parser)
+    args = parser.parse_args(argv)
+    allocator = apply_allocator_option(args)
+    data = load_split(args.dataset, args.src_lang, args.tgt_lang, args.split)
+    sources = list(data["src"])[: args.max_samples]
+    machine = cpu_description() | {"torch": torch.__version__, "transformers": hvt.compat.INSTALLED_TRANSFORMERS.public}
+    machine |= {"clock": "process CPU time" if args.cpu_time else "wall time", "memory_allocator": allocator}
+    print(json.dumps(machine))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # to_marian's note that Marian has no GNMT penalty: known
+        rows = bench_translation(
+            args.model,
+            sources,
+            beams=tuple(args.beams),
+            length_penalty=args.length_penalty,
+            max_new_tokens=args.max_new_tokens,
+            rounds=args.rounds,
+            clock=time.process_time if args.cpu_time else time.perf_counter,
+        )
+    for row in rows:
+        details = {
+            k: round(v, 3) if isinstance(v, float) else v for k, v in row.items() if k not in ("measurement", "variant")
+        }
+        print(f"{row['measurement']:40s} {row['variant']:8s} {details}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        record = {
+            "machine": machine,
+            "command": " ".join(sys.argv),
+            "model": str(args.model),
+            "data": f"{args.dataset} {args.src_lang}-{args.tgt_lang} {args.split}",
+            "rows": rows,
+        }
+        args.json.write_text(json.dumps(record, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
