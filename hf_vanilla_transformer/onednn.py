@@ -15,10 +15,10 @@ turns it off). Everywhere else it is exactly `module(x)`.
 
 A packed weight is a copy, so it lives only as long as the weights cannot change: one `packed_weights()`
 block, i.e. one `generate()` call (a decoding of many steps reuses it; the next call packs again, a few
-milliseconds), or one `train.translate.translate()` of many batches, which holds a block around its calls. It is not kept across calls, because nothing reliable says when a weight has changed:
-torch's fused AdamW (transformers' default optimizer) updates parameters in place without bumping their
-version counter, and a cache kept across calls, keyed on that counter, served the weights of an earlier
-validation to every later one of a training run (validation BLEU stalled while the loss fell;
+milliseconds), or one `train.translate.translate()` of many batches, which holds a block around its calls.
+It is not kept longer, because nothing reliable says when a weight has changed: torch's fused AdamW
+(transformers' default optimizer) updates parameters in place without bumping their version counter, and
+a cache kept across calls, keyed on that counter, served the weights of an earlier validation to every later one of a training run (validation BLEU stalled while the loss fell;
 `tests/test_decoding_fast_path.py` trains with it). Within a block the key (storage, version, shape) is
 still checked.
 
