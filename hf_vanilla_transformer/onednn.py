@@ -18,9 +18,9 @@ block, i.e. one `generate()` call (a decoding of many steps reuses it; the next 
 milliseconds), or one `train.translate.translate()` of many batches, which holds a block around its calls.
 It is not kept longer, because nothing reliable says when a weight has changed: torch's fused AdamW
 (transformers' default optimizer) updates parameters in place without bumping their version counter, and
-a cache kept across calls, keyed on that counter, served the weights of an earlier validation to every later one of a training run (validation BLEU stalled while the loss fell;
-`tests/test_decoding_fast_path.py` trains with it). Within a block the key (storage, version, shape) is
-still checked.
+a cache kept across calls, keyed on that counter, served the weights of an earlier validation to every
+later one of a training run (validation BLEU stalled while the loss fell; `tests/test_decoding_fast_path.py`
+trains with it). Within a block the key (storage, version, shape) is still checked.
 
 The two operators (`torch.ops.mkldnn._reorder_linear_weight`, `torch.ops.mkldnn._linear_pointwise`) are
 torch's own, used by its inductor compiler for frozen CPU models, but private. So the first call checks
