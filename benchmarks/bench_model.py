@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -272,9 +273,16 @@ def sdpa_for_steps():
         hvt.attention.DECODE_STEP_MAX_QUERIES = saved
 
 
-def cross_cache_per_beam():
+def cross_cache_per_beam(config):
     """Our beam-search cache with the cross-attention K/V kept for every beam row (the fold switched off)."""
-    return hvt.generation.BeamSearchCache(DynamicCache(), DynamicCache(), beams_per_source=1)
+    self_attention = hvt.generation.beam_self_attention_cache(config)
+    return hvt.generation.BeamSearchCache(self_attention, DynamicCache(config=config), beams_per_source=1)
+
+
+def self_attention_reordered_by_transformers(config, beams: int):
+    """Our beam-search cache with transformers' own self-attention layers (`DynamicLayer`: reorder, then append:
+    two copies per step) instead of `ReorderOnUpdateLayer` (one)."""
+    return hvt.generation.BeamSearchCache(DynamicCache(config=config), DynamicCache(config=config), beams)
 
 
 def bench_decoding(preset: str, rounds: int, ablations: bool = False, clock=time.perf_counter) -> list[dict]:
@@ -285,7 +293,8 @@ def bench_decoding(preset: str, rounds: int, ablations: bool = False, clock=time
     the cached steps too (`attention.DECODE_STEP_MAX_QUERIES = 0`); the encoder computing the source's
     padding (`skip_padding=False`); the causal mask built at every step
     (a target mask of ones is passed); and for beam search the cross-attention K/V stored per beam row
-    instead of once per sentence.
+    instead of once per sentence, and the self-attention cache reordered and then grown in two copies per step
+    (transformers' `DynamicLayer`) instead of one (`ReorderOnUpdateLayer`).
     """
     g = torch.Generator().manual_seed(1)
     lengths = torch.randint(8, 33, (64,), generator=g)
@@ -322,8 +331,14 @@ def bench_decoding(preset: str, rounds: int, ablations: bool = False, clock=time
                 ours, length_penalty_form="hf", decoder_attention_mask=target_mask
             )
             if beams > 1:
+                config = ours.config.get_text_config(decoder=True)
                 variants["ours, cross K/V per beam"] = run(
-                    ours, new_cache=cross_cache_per_beam, length_penalty_form="hf"
+                    ours, new_cache=functools.partial(cross_cache_per_beam, config), length_penalty_form="hf"
+                )
+                variants["ours, self-attn reorder then append"] = run(
+                    ours,
+                    new_cache=functools.partial(self_attention_reordered_by_transformers, config, beams),
+                    length_penalty_form="hf",
                 )
         with torch.inference_mode():
             seconds = interleaved(variants, rounds, warmup=1, clock=clock)

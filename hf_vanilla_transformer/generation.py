@@ -21,7 +21,7 @@ import logging
 
 import torch
 from transformers import GenerationConfig, GenerationMixin, StoppingCriteria, StoppingCriteriaList
-from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+from transformers.cache_utils import DynamicCache, DynamicLayer, EncoderDecoderCache
 
 from .compat import CACHE_NAME, check_beam_search_hooks
 from .onednn import packed_weights
@@ -112,6 +112,89 @@ class BeamSearchCache(EncoderDecoderCache):
         return grouped[:, 0]
 
 
+class ReorderOnUpdateLayer(DynamicLayer):
+    """A self-attention cache layer for beam search whose reordering costs one copy of the cache, not two.
+
+    At every step of beam search transformers reorders each layer's keys and values for the surviving beams
+    (`DynamicLayer.reorder_cache`: `index_select`, a copy of the whole cache) and the next step appends its
+    keys and values (`DynamicLayer.update`: `torch.cat`, a second copy). This layer only remembers the
+    reordering (composing several in a row) and applies it in the next `update`, gathering the surviving rows
+    straight into the grown tensor. Reading `keys` / `values` in any other way applies a pending reordering
+    first, so the layer always holds exactly what a `DynamicLayer` would.
+    """
+
+    _pending: torch.Tensor | None = None  # beam rows still to gather, or None
+
+    @property
+    def keys(self) -> torch.Tensor | None:
+        self._apply_pending()
+        return self._keys
+
+    @keys.setter
+    def keys(self, value: torch.Tensor | None) -> None:
+        self._keys = value
+
+    @property
+    def values(self) -> torch.Tensor | None:
+        self._apply_pending()
+        return self._values
+
+    @values.setter
+    def values(self, value: torch.Tensor | None) -> None:
+        self._values = value
+
+    def _apply_pending(self) -> None:
+        if self._pending is not None:
+            rows, self._pending = self._pending, None
+            self._keys, self._values = self._keys.index_select(0, rows), self._values.index_select(0, rows)
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        if self.is_initialized and self._keys is not None and self._keys.numel() > 0:
+            rows = beam_idx.to(self._keys.device)
+            # Row i becomes old row beam_idx[i]; after an earlier pending reordering p, that is p[beam_idx[i]].
+            self._pending = rows.clone() if self._pending is None else self._pending.index_select(0, rows)
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        rows, self._pending = self._pending, None
+        if rows is None:
+            return super().update(key_states, value_states, *args, **kwargs)
+        self._keys = _gather_and_append(self._keys, rows, key_states)
+        self._values = _gather_and_append(self._values, rows, value_states)
+        return self._keys, self._values
+
+
+def _gather_and_append(cache: torch.Tensor, rows: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+    """`torch.cat([cache.index_select(0, rows), new], dim=-2)` in one pass over `cache` instead of two."""
+    past = cache.shape[-2]
+    grown = cache.new_empty((rows.shape[0], *cache.shape[1:-2], past + new.shape[-2], cache.shape[-1]))
+    torch.index_select(cache, 0, rows, out=grown[..., :past, :])
+    grown[..., past:, :] = new
+    return grown
+
+
+def beam_self_attention_cache(config) -> DynamicCache:
+    """transformers' `DynamicCache` for the decoder's self-attention with `ReorderOnUpdateLayer`s in place of its
+    `DynamicLayer`s. If a transformers release builds the cache otherwise, it warns once and keeps the cache
+    as built: decoding stays correct, only the copy is not saved."""
+    cache = DynamicCache(config=config)
+    layers = getattr(cache, "layers", None)
+    if isinstance(layers, list) and layers and all(type(layer) is DynamicLayer for layer in layers):
+        cache.layers = [ReorderOnUpdateLayer() for _ in layers]
+    elif not _warned.get("cache"):
+        _warned["cache"] = True
+        kinds = sorted({type(layer).__name__ for layer in layers}) if isinstance(layers, list) else type(layers)
+        logger.warning(
+            "DynamicCache(config=...) did not build a list of DynamicLayer (got %s): beam search reorders its "
+            "self-attention cache as transformers does (one copy more per step); hf_vanilla_transformer "
+            "needs an update for this transformers release",
+            kinds,
+        )
+    return cache
+
+
+_warned: dict[str, bool] = {}
+
+
 def fold_beams(
     query: torch.Tensor, attention_mask: torch.Tensor | None, beams: int
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -191,7 +274,7 @@ class PaperGenerationMixin(GenerationMixin):
             # One cross-attention K/V per sentence where the mask is a plain tensor (eager, SDPA).
             beams_per_source = num_beams if self.config._attn_implementation in ("eager", "sdpa") else 1
             kwargs[CACHE_NAME] = BeamSearchCache(
-                DynamicCache(config=decoder_config), DynamicCache(config=decoder_config), beams_per_source
+                beam_self_attention_cache(decoder_config), DynamicCache(config=decoder_config), beams_per_source
             )
         self._length_penalty_form = form
         with packed_weights():  # the weights are fixed for the call: oneDNN may pack them once (onednn.py)

@@ -19,13 +19,20 @@ import warnings
 
 import pytest
 import torch
-from transformers.cache_utils import DynamicCache
+from transformers.cache_utils import DynamicCache, DynamicLayer
 
 from hf_vanilla_transformer import attention as attention_module
 from hf_vanilla_transformer import onednn
 from hf_vanilla_transformer.attention import decode_step_attention
 from hf_vanilla_transformer.compat import CACHE_NAME
-from hf_vanilla_transformer.generation import BeamSearchCache, fold_beams, unfold_beam_weights
+from hf_vanilla_transformer import generation as generation_module
+from hf_vanilla_transformer.generation import (
+    BeamSearchCache,
+    ReorderOnUpdateLayer,
+    beam_self_attention_cache,
+    fold_beams,
+    unfold_beam_weights,
+)
 from hf_vanilla_transformer.onednn import onednn_linear, packed_weights
 from tests.helpers import random_batch, tiny_model
 
@@ -65,6 +72,72 @@ def test_beam_search_fast_path_equals_uncached_decoding(attention, form):
         plain = _generate(model, sources, num_beams=4, length_penalty_form=form, use_cache=False)
     assert torch.equal(fast.sequences, plain.sequences)
     torch.testing.assert_close(fast.sequences_scores, plain.sequences_scores, rtol=1e-5, atol=1e-5)
+
+
+@torch.no_grad()
+def test_beam_search_with_reorder_on_update_equals_transformers_own_self_attention_cache():
+    """The default beam cache's self-attention layers gather the surviving beams during the next update
+    (`ReorderOnUpdateLayer`); tokens, scores and the returned cache are those of transformers' `DynamicLayer`."""
+    model = tiny_model()
+    sources = _padded_sources()
+    config = model.config.get_text_config(decoder=True)
+    fast = _generate(model, sources, num_beams=3)
+    cache = getattr(fast, CACHE_NAME)
+    assert all(type(layer) is ReorderOnUpdateLayer for layer in cache.self_attention_cache.layers)
+    given = BeamSearchCache(DynamicCache(config=config), DynamicCache(config=config), beams_per_source=3)
+    plain = _generate(model, sources, num_beams=3, **{CACHE_NAME: given})
+    assert all(type(layer) is DynamicLayer for layer in given.self_attention_cache.layers)
+    assert torch.equal(fast.sequences, plain.sequences)
+    assert torch.equal(fast.sequences_scores, plain.sequences_scores)
+    for ours, theirs in zip(cache.self_attention_cache.layers, given.self_attention_cache.layers, strict=True):
+        assert torch.equal(ours.keys, theirs.keys) and torch.equal(ours.values, theirs.values)
+
+
+def test_reorder_on_update_layer_holds_what_dynamic_layer_holds():
+    """Any sequence of updates and reorderings (two in a row compose), read after each step."""
+    generator = torch.Generator().manual_seed(0)
+    ours, theirs = ReorderOnUpdateLayer(), DynamicLayer()
+    steps = ["update", "reorder", "update", "reorder", "reorder", "update", "reorder", "read", "update", "update"]
+    for step in steps:
+        if step == "update":
+            key, value = torch.randn(6, 2, 1, 4, generator=generator), torch.randn(6, 2, 1, 4, generator=generator)
+            got, expected = ours.update(key, value), theirs.update(key, value)
+            assert all(torch.equal(a, b) for a, b in zip(got, expected, strict=True))
+        elif step == "reorder":
+            beam_idx = torch.randint(0, 6, (6,), generator=generator)
+            ours.reorder_cache(beam_idx)
+            theirs.reorder_cache(beam_idx)
+            beam_idx.fill_(0)  # the caller's tensor may change afterwards: the layer kept its own copy
+        assert ours.get_seq_length() == theirs.get_seq_length()
+        if step == "read":
+            assert torch.equal(ours.keys, theirs.keys) and torch.equal(ours.values, theirs.values)
+    assert torch.equal(ours.keys, theirs.keys) and torch.equal(ours.values, theirs.values)
+    ours.reorder_cache(torch.tensor([5, 4, 3, 2, 1, 0]))
+    ours.batch_select_indices(torch.tensor([0, 2]))  # transformers' own methods read the reordered keys
+    theirs.reorder_cache(torch.tensor([5, 4, 3, 2, 1, 0]))
+    theirs.batch_select_indices(torch.tensor([0, 2]))
+    assert torch.equal(ours.keys, theirs.keys) and torch.equal(ours.values, theirs.values)
+
+
+def test_beam_self_attention_cache_warns_and_keeps_transformers_cache_if_built_otherwise(monkeypatch, caplog):
+    """A transformers release that builds `DynamicCache(config=...)` differently gets its own cache, and a warning."""
+
+    class OtherLayer(DynamicLayer):
+        pass
+
+    class OtherCache(DynamicCache):
+        def __init__(self, config=None):
+            super().__init__(config=config)
+            self.layers = [OtherLayer() for _ in self.layers]
+
+    config = tiny_model().config.get_text_config(decoder=True)
+    assert all(type(layer) is ReorderOnUpdateLayer for layer in beam_self_attention_cache(config).layers)
+    monkeypatch.setattr(generation_module, "DynamicCache", OtherCache)
+    monkeypatch.setattr(generation_module, "_warned", {})
+    with caplog.at_level("WARNING", logger="hf_vanilla_transformer.generation"):
+        cache = beam_self_attention_cache(config)
+    assert all(type(layer) is OtherLayer for layer in cache.layers)
+    assert "did not build a list of DynamicLayer (got ['OtherLayer'])" in caplog.text
 
 
 @pytest.mark.parametrize("score", ["dot_product", "additive"])
