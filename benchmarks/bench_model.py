@@ -355,6 +355,15 @@ def bench_decoding(preset: str, rounds: int, ablations: bool = False, clock=time
     return rows
 
 
+def print_rows(rows: list[dict], widths: tuple[int, int] = (45, 20)) -> None:
+    """One line per results row: its measurement, its variant and the other fields (floats to 3 places)."""
+    for row in rows:
+        details = {
+            k: round(v, 3) if isinstance(v, float) else v for k, v in row.items() if k not in ("measurement", "variant")
+        }
+        print(f"{row['measurement']:{widths[0]}s} {row['variant']:{widths[1]}s} {details}")
+
+
 def add_allocator_option(parser: argparse.ArgumentParser) -> None:
     """`--keep-freed-memory`, read by `apply_allocator_option` (shared with `profile_decoding.py`)."""
     parser.add_argument(
@@ -410,11 +419,7 @@ def main() -> None:
             rows += bench_training(preset, rounds, peaks)
         clock = time.process_time if args.cpu_time else time.perf_counter
         rows += bench_decoding(preset, rounds, ablations=args.decoding_only, clock=clock)
-    for row in rows:
-        details = {
-            k: round(v, 3) if isinstance(v, float) else v for k, v in row.items() if k not in ("measurement", "variant")
-        }
-        print(f"{row['measurement']:45s} {row['variant']:20s} {details}")
+    print_rows(rows)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(

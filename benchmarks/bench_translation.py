@@ -29,7 +29,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import hf_vanilla_transformer as hvt  # noqa: E402
-from benchmarks.bench_model import add_allocator_option, apply_allocator_option, cpu_description, interleaved  # noqa: E402
+from benchmarks.bench_model import (  # noqa: E402
+    add_allocator_option,
+    apply_allocator_option,
+    cpu_description,
+    interleaved,
+    print_rows,
+)
 from hf_vanilla_transformer.marian_export import to_marian  # noqa: E402
 from train.data import load_split  # noqa: E402
 from train.model_folder import load_model  # noqa: E402
@@ -119,11 +125,7 @@ def main(argv: list[str] | None = None) -> None:
             rounds=args.rounds,
             clock=time.process_time if args.cpu_time else time.perf_counter,
         )
-    for row in rows:
-        details = {
-            k: round(v, 3) if isinstance(v, float) else v for k, v in row.items() if k not in ("measurement", "variant")
-        }
-        print(f"{row['measurement']:40s} {row['variant']:8s} {details}")
+    print_rows(rows, widths=(40, 8))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         record = {
