@@ -275,14 +275,14 @@ def sdpa_for_steps():
 
 def cross_cache_per_beam(config):
     """Our beam-search cache with the cross-attention K/V kept for every beam row (the fold switched off)."""
-    self_attention = hvt.generation.beam_self_attention_cache(config)
-    return hvt.generation.BeamSearchCache(self_attention, DynamicCache(config=config), beams_per_source=1)
+    self_attention = hvt.beam_cache.beam_self_attention_cache(config)
+    return hvt.beam_cache.BeamSearchCache(self_attention, DynamicCache(config=config), beams_per_source=1)
 
 
 def self_attention_reordered_by_transformers(config, beams: int):
     """Our beam-search cache with transformers' own self-attention layers (`DynamicLayer`: reorder, then append:
     two copies per step) instead of `ReorderOnUpdateLayer` (one)."""
-    return hvt.generation.BeamSearchCache(DynamicCache(config=config), DynamicCache(config=config), beams)
+    return hvt.beam_cache.BeamSearchCache(DynamicCache(config=config), DynamicCache(config=config), beams)
 
 
 def bench_decoding(preset: str, rounds: int, ablations: bool = False, clock=time.perf_counter) -> list[dict]:

@@ -36,8 +36,8 @@ from transformers.cache_utils import Cache, EncoderDecoderCache
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import logging
 
+from .beam_cache import fold_beams, unfold_beam_weights
 from .configuration_vanilla_transformer import VanillaTransformerConfig
-from .generation import fold_beams, unfold_beam_weights
 from .onednn import onednn_linear
 from .packing import Packing
 
@@ -245,7 +245,7 @@ class MultiHeadAttention(nn.Module):
         out, which the masks hide from every kept query (`packing.py`). Not used with a cache."""
         is_cross_attention = key_value_states is not None
         query = self._project(self.q_proj, hidden_states, packing)
-        # Beam search: one cross-attention K/V per sentence, shared by its beams (generation.BeamSearchCache).
+        # Beam search: one cross-attention K/V per sentence, shared by its beams (beam_cache.BeamSearchCache).
         beams = getattr(cache, "beams_per_source", 1) if is_cross_attention else 1
 
         layer_cache = cache

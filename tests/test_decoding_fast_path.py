@@ -1,7 +1,7 @@
 """The decoding fast paths give the outputs of the plain computation (`benchmarks/README.md` says what each buys).
 
 - Beam search keeps one cross-attention K/V per sentence and folds the beams' queries into query
-  positions (`generation.BeamSearchCache`, `fold_beams`).
+  positions (`beam_cache.BeamSearchCache`, `fold_beams`).
 - A one-token decoding step builds no causal mask (`VanillaTransformerDecoder.forward`).
 - Inside `generate()` (without autograd) every linear layer runs through oneDNN with a weight packed once per
   call (`onednn.py`); elsewhere it is the plain layer.
@@ -25,8 +25,8 @@ from hf_vanilla_transformer import attention as attention_module
 from hf_vanilla_transformer import onednn
 from hf_vanilla_transformer.attention import decode_step_attention
 from hf_vanilla_transformer.compat import CACHE_NAME
-from hf_vanilla_transformer import generation as generation_module
-from hf_vanilla_transformer.generation import (
+from hf_vanilla_transformer import beam_cache as beam_cache_module
+from hf_vanilla_transformer.beam_cache import (
     BeamSearchCache,
     ReorderOnUpdateLayer,
     beam_self_attention_cache,
@@ -132,9 +132,9 @@ def test_beam_self_attention_cache_warns_and_keeps_transformers_cache_if_built_o
 
     config = tiny_model().config.get_text_config(decoder=True)
     assert all(type(layer) is ReorderOnUpdateLayer for layer in beam_self_attention_cache(config).layers)
-    monkeypatch.setattr(generation_module, "DynamicCache", OtherCache)
-    monkeypatch.setattr(generation_module, "_warned", {})
-    with caplog.at_level("WARNING", logger="hf_vanilla_transformer.generation"):
+    monkeypatch.setattr(beam_cache_module, "DynamicCache", OtherCache)
+    monkeypatch.setattr(beam_cache_module, "_warned", {})
+    with caplog.at_level("WARNING", logger="hf_vanilla_transformer.beam_cache"):
         cache = beam_self_attention_cache(config)
     assert all(type(layer) is OtherLayer for layer in cache.layers)
     assert "did not build a list of DynamicLayer (got ['OtherLayer'])" in caplog.text

@@ -243,7 +243,7 @@ def test_forward_takes_the_cache_under_both_names():
 def test_beam_search_reorders_only_the_self_attention_cache():
     """BeamSearchCache skips the cross-attention reorder (identical K/V for all beams of a sentence):
     the output equals decoding without any cache, and the cross cache stays one copy per source position."""
-    from hf_vanilla_transformer.generation import BeamSearchCache
+    from hf_vanilla_transformer.beam_cache import BeamSearchCache
 
     model = tiny_model()
     src = _sources()

@@ -232,7 +232,7 @@ class VanillaTransformerModelTest(ModelTesterMixin, GenerationTesterMixin, unitt
 
     def _check_past_key_values_for_generate(self, batch_size, past_key_values, seq_length, config):
         """Beam search returns our `BeamSearchCache`, which stores the cross-attention K/V once per input sentence
-        (identical for all its beams; `generation.BeamSearchCache`), not once per beam row: check that part with
+        (identical for all its beams; `beam_cache.BeamSearchCache`), not once per beam row: check that part with
         `batch_size // beams_per_source` rows, and the self-attention cache (one row per beam) as the mixin does."""
         beams = getattr(past_key_values, "beams_per_source", 1)
         if beams == 1:
