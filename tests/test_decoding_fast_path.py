@@ -22,10 +22,9 @@ import torch
 from transformers.cache_utils import DynamicCache, DynamicLayer
 
 from hf_vanilla_transformer import attention as attention_module
+from hf_vanilla_transformer import beam_cache as beam_cache_module
 from hf_vanilla_transformer import onednn
 from hf_vanilla_transformer.attention import decode_step_attention
-from hf_vanilla_transformer.compat import CACHE_NAME
-from hf_vanilla_transformer import beam_cache as beam_cache_module
 from hf_vanilla_transformer.beam_cache import (
     BeamSearchCache,
     ReorderOnUpdateLayer,
@@ -33,6 +32,7 @@ from hf_vanilla_transformer.beam_cache import (
     fold_beams,
     unfold_beam_weights,
 )
+from hf_vanilla_transformer.compat import CACHE_NAME
 from hf_vanilla_transformer.onednn import onednn_linear, packed_weights
 from tests.helpers import random_batch, tiny_model
 
