@@ -6,8 +6,8 @@
 `bench_model.py` times random-weight models on random tokens, forced to exactly 25 new tokens by
 `min_new_tokens` (whose two logits processors then run over every row's logits at every step). This
 script times what a user runs: a trained model translating a real test set through `train.translate.translate`
-(sentences sorted by length, batches of a token budget, each sentence stopping at its own `</s>`), greedy and
-beam 4. The reference is the *same trained network* converted to `MarianMTModel`
+(sentences sorted by length, batches of a token budget or `--batch-size` sentences, each sentence stopping at its
+own `</s>`), greedy and beam 4. The reference is the *same trained network* converted to `MarianMTModel`
 (`hf_vanilla_transformer.marian_export.to_marian`: the same logits), decoding through the same function
 with the same settings. Both rank beams with transformers' length penalty (Marian has no other), so both must
 write the same translations: the results record the share that is identical (ties aside, 100%).
@@ -49,6 +49,8 @@ def bench_translation(
     beams: tuple[int, ...] = (1, 4),
     length_penalty: float | None = None,
     max_new_tokens: int = 128,
+    batch_size: int | None = None,
+    batch_tokens: int = 6000,
     rounds: int = 3,
     clock=time.perf_counter,
 ) -> list[dict]:
@@ -64,7 +66,11 @@ def bench_translation(
     rows = []
     for num_beams in beams:
         settings = dict(
-            num_beams=num_beams, length_penalty=alpha if num_beams > 1 else None, max_new_tokens=max_new_tokens
+            num_beams=num_beams,
+            length_penalty=alpha if num_beams > 1 else None,
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+            batch_tokens=batch_tokens,
         )
         outputs: dict[str, list[str]] = {}
 
@@ -103,6 +109,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--beams", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--length-penalty", type=float, default=None, help="alpha (default: the model's)")
     parser.add_argument("--max-new-tokens", type=int, default=128, help="the same output limit for both models")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="sentences per batch (64: the performance issue's batch); default: translate's token budget only",
+    )
+    parser.add_argument("--batch-tokens", type=int, default=6000, help="source tokens x beams per batch")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (medians)")
     parser.add_argument("--cpu-time", action="store_true", help="process CPU seconds instead of wall time")
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -122,6 +135,8 @@ def main(argv: list[str] | None = None) -> None:
             beams=tuple(args.beams),
             length_penalty=args.length_penalty,
             max_new_tokens=args.max_new_tokens,
+            batch_size=args.batch_size,
+            batch_tokens=args.batch_tokens,
             rounds=args.rounds,
             clock=time.process_time if args.cpu_time else time.perf_counter,
         )

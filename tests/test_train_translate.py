@@ -95,6 +95,28 @@ def test_translate_packs_the_weights_once_for_all_its_batches(model_dir, monkeyp
     assert packed_at_call[0][1] == 0 and all(count > 0 for _, count in packed_at_call[1:])
 
 
+def test_batch_size_bounds_the_sentences_per_batch(model_dir, monkeypatch):
+    """`batch_size` caps a batch's sentences (the token budget still applies); translations stay the same."""
+    model, tokenizer = load_model(model_dir)
+    texts = ["guten morgen", "ein mann", "zwei hunde spielen", "ja", "die katze schläft"]
+    rows = []
+    original = type(model).generate
+
+    def spy(self, input_ids=None, **kwargs):
+        rows.append(input_ids.shape[0])
+        return original(self, input_ids=input_ids, **kwargs)
+
+    expected = translate_cli.translate(model, tokenizer, texts)
+    monkeypatch.setattr(type(model), "generate", spy)
+    assert translate_cli.translate(model, tokenizer, texts, batch_size=2) == expected
+    assert rows == [2, 2, 1]
+    rows.clear()
+    translate_cli.translate(model, tokenizer, texts)
+    assert rows == [5]  # the token budget alone: one batch
+    with pytest.raises(ValueError, match="batch_size must be >= 1 or None, got 0"):
+        translate_cli.translate(model, tokenizer, texts, batch_size=0)
+
+
 def test_evaluate_model_decodes_and_records_the_models_generation_config(model_dir, tmp_path, used_configs):
     data = tmp_path / "data"
     data.mkdir()

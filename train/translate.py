@@ -86,11 +86,13 @@ def translate(
     length_penalty: float | None = None,
     max_new_tokens: int | None = None,
     batch_tokens: int = 6000,
+    batch_size: int | None = None,
     progress: bool = False,
 ) -> list[str]:
     """Translate `texts` (in order); an empty or blank text gives "" (the model is not run).
 
-    `batch_tokens` bounds source tokens x beams per batch. Decoding settings left at `None` come
+    `batch_tokens` bounds source tokens x beams per batch (sentences sorted by length, so padding is small),
+    and `batch_size`, if given, the sentences per batch. Decoding settings left at `None` come
     from `model.generation_config` (`decoding_settings`). Raises `ValueError` naming the line
     (1-based position in `texts`) of a text longer than the model's position table."""
     if isinstance(texts, str):
@@ -99,6 +101,8 @@ def translate(
         raise ValueError(f"num_beams must be a positive integer, got {num_beams!r}")
     if batch_tokens < 1:
         raise ValueError(f"batch_tokens must be >= 1, got {batch_tokens}")
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1 or None, got {batch_size}")
     overrides = {"num_beams": num_beams, "length_penalty": length_penalty, "max_new_tokens": max_new_tokens}
     overrides = {key: value for key, value in overrides.items() if value is not None}
     num_beams = decoding_settings(model, **overrides)["num_beams"]
@@ -115,7 +119,8 @@ def translate(
     batches, batch = [], []
     for i in order:
         longest = len(encoded[batch[0]]) if batch else len(encoded[i])
-        if batch and (len(batch) + 1) * longest * num_beams > batch_tokens:
+        full = batch_size is not None and len(batch) == batch_size
+        if batch and (full or (len(batch) + 1) * longest * num_beams > batch_tokens):
             batches.append(batch)
             batch = []
         batch.append(i)
@@ -211,7 +216,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--max-new-tokens", type=positive_int, default=None, help="(default: the model's, input length + 50)"
     )
-    parser.add_argument("--batch-tokens", type=positive_int, default=6000)
+    parser.add_argument("--batch-tokens", type=positive_int, default=6000, help="source tokens x beams per batch")
+    parser.add_argument("--batch-size", type=positive_int, default=None, help="at most this many sentences per batch")
     parser.add_argument(
         "--dtype",
         choices=sorted(DTYPES),
@@ -251,6 +257,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         length_penalty=args.length_penalty,
         max_new_tokens=args.max_new_tokens,
         batch_tokens=args.batch_tokens,
+        batch_size=args.batch_size,
         progress=args.output is not None,
     )
     _write(args.output, translated)
