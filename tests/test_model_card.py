@@ -274,3 +274,20 @@ def test_a_card_of_a_model_trained_on_lowercased_tokenised_text_says_so():
     assert "| test_2016_flickr, lowercased and tokenised | test | 40.6 | – | none: the model outputs lowercased" in text
     assert "on detokenised, cased output" not in text
     assert KNOWN_DATASETS["multi30k-lc-tok"].description.split("The upstream")[1] in text
+
+
+def test_the_card_of_a_run_on_lowercased_tokenised_text_shows_such_input(tmp_path):
+    """A `multi30k-lc-tok` run's card: the usage snippet translates lowercased, tokenised text, and the first
+    limitation says how to prepare input."""
+    from tests.helpers import tiny_model
+    from train.config import TrainConfig
+    from train.model_card import write_model_card
+
+    cfg = TrainConfig.from_dict({"dataset": "multi30k-lc-tok", "src_lang": "en", "tgt_lang": "de"})
+    text = write_model_card(cfg, tiny_model(), tmp_path, None).read_text(encoding="utf-8")
+    assert 'tokenizer(["a man is riding a bicycle down the street ."]' in text
+    limitations = text.split("## Limitations")[1]
+    assert limitations.lstrip().startswith("- It reads and writes lowercased, Moses-tokenised text")
+    assert 'MosesTokenizer(lang="en")' in limitations
+    plain = write_model_card(TrainConfig.from_dict({}), tiny_model(), tmp_path, None).read_text(encoding="utf-8")
+    assert "Moses-tokenised" not in plain and "Ein Mann fährt mit dem Fahrrad die Straße entlang." in plain

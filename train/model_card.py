@@ -118,6 +118,14 @@ DEFAULT_LIMITATIONS = (
     "output. Check translations before relying on them.",
 )
 
+LOWERCASED_TOKENISED_TEXT = (
+    "It reads and writes lowercased, Moses-tokenised text, as it was trained: prepare input as Multi30k's `tok/` "
+    'files were made, e.g. with `sacremoses`: `MosesTokenizer(lang="{lang}").tokenize(MosesPunctNormalizer('
+    'lang="{lang}").normalize(text.lower()), escape=True, return_str=True)`; its output has no capitals, spaces '
+    "around punctuation and `&apos;` / `&quot;` for ' and \" (`MosesDetokenizer` undoes the last two)."
+)
+"""The first Limitations item of a model trained on `multi30k-lc-tok`."""
+
 # Keys accepted in each entry of `results`.
 _RESULT_KEYS = frozenset(
     {
@@ -571,6 +579,13 @@ def write_model_card(
     model_dir = Path(model_dir)
     repo_id = cfg.push_to_hub or f"your-username/{Path(cfg.output_dir).name}"
     dataset_name = "tatoeba-cmn-eng" if "tatoeba" in cfg.dataset else cfg.dataset
+    text_options = {}
+    if is_lowercased_tokenized(cfg.dataset):  # it reads and writes Multi30k's tok/ text: say so, show such input
+        example = _default_example(cfg.src_lang)
+        text_options = dict(
+            example_source=f"{example[:-1].lower()} {example[-1]}",  # lowercased, the full stop split off
+            limitations=(LOWERCASED_TOKENISED_TEXT.format(lang=cfg.src_lang), *DEFAULT_LIMITATIONS),
+        )
     card = build_model_card(
         repo_id=repo_id,
         src_lang=cfg.src_lang,
@@ -583,6 +598,7 @@ def write_model_card(
         else None,
         model_config=model.config,
         generation_config=model.generation_config,
+        **text_options,
     )
     path = model_dir / "README.md"
     card.save(path)
