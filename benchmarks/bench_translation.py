@@ -63,6 +63,7 @@ def bench_translation(
     ours.generation_config.length_penalty_form = "hf"  # what Marian can do: the same beams for both
     alpha = ours.generation_config.length_penalty if length_penalty is None else length_penalty
     marian = to_marian(ours)
+    marian.generation_config.max_length = None  # both stop at `max_new_tokens` (no warning that it wins)
     rows = []
     for num_beams in beams:
         settings = dict(
