@@ -1107,7 +1107,9 @@ class GenerationTesterMixin(ExportGenerateTesterMixin):
                 continue
 
             #  No easy fix, let's skip the test for now
-            has_complex_embeds_computation = any(model_name in model_class.__name__.lower() for model_name in ["moshi"])
+            has_complex_embeds_computation = any(
+                model_name in model_class.__name__.lower() for model_name in ["moshi"]
+            )
 
             if model_class.main_input_name != "input_ids" or has_complex_embeds_computation:
                 self.skipTest(
@@ -1175,7 +1177,9 @@ class GenerationTesterMixin(ExportGenerateTesterMixin):
                 inputs_dict.pop("input_features", None)
 
             #   1.B - No easy fix, let's skip the check that compares the outputs from `input_ids` and `inputs_embeds`
-            has_complex_embeds_computation = any(model_name in model_class.__name__.lower() for model_name in ["moshi"])
+            has_complex_embeds_computation = any(
+                model_name in model_class.__name__.lower() for model_name in ["moshi"]
+            )
             # 2 - `inputs_dict` doesn't contain `attention_mask`. When `attention_mask` is not passed to generate,
             # we infer it from `input_ids`. The last test case will fail if there is a pad token in the original input.
             missing_attention_mask = "attention_mask" not in inputs_dict
@@ -1496,7 +1500,9 @@ class GenerationTesterMixin(ExportGenerateTesterMixin):
 
             # Let's generate again, but passing the past key values in between (3 + 1 = 4 tokens)
             initial_output = model.generate(inputs_embeds=inputs_embeds, max_new_tokens=3, **generation_kwargs)
-            continued_embeds = torch.cat([inputs_embeds, model.get_input_embeddings()(initial_output.sequences)], dim=1)
+            continued_embeds = torch.cat(
+                [inputs_embeds, model.get_input_embeddings()(initial_output.sequences)], dim=1
+            )
             cached_output = model.generate(
                 inputs_embeds=continued_embeds,
                 max_new_tokens=1,
@@ -1572,7 +1578,9 @@ class GenerationTesterMixin(ExportGenerateTesterMixin):
                     atol = rtol = 1e-3
                 else:
                     atol = rtol = 1e-5
-                assert_similar_generate_outputs(dynamic_cache_generation, static_cache_generation, atol=atol, rtol=rtol)
+                assert_similar_generate_outputs(
+                    dynamic_cache_generation, static_cache_generation, atol=atol, rtol=rtol
+                )
 
     @require_optimum_quanto
     @pytest.mark.generate
@@ -2083,7 +2091,9 @@ class GenerationTesterMixin(ExportGenerateTesterMixin):
 
             model = model_class(config)
             if not all(
-                submodel._supports_flash_attn for submodel in model.modules() if isinstance(submodel, PreTrainedModel)
+                submodel._supports_flash_attn
+                for submodel in model.modules()
+                if isinstance(submodel, PreTrainedModel)
             ):
                 self.skipTest(f"At least some parts of {model_class.__name__} don't support flash attention")
 
@@ -2240,7 +2250,9 @@ class GenerationTesterMixin(ExportGenerateTesterMixin):
                     # add position_ids + fa_kwargs
                     data_collator = DataCollatorWithFlattening(return_tensors="pt", return_flash_attn_kwargs=True)
                     batch = data_collator(features)
-                    padfree_inputs_dict = {k: t.to(torch_device) if torch.is_tensor(t) else t for k, t in batch.items()}
+                    padfree_inputs_dict = {
+                        k: t.to(torch_device) if torch.is_tensor(t) else t for k, t in batch.items()
+                    }
                     padfree_inputs_dict.pop("labels", None)  # can lead to silent upcasts on logits
                 else:
                     # create packed position_ids
@@ -2533,7 +2545,9 @@ class GenerationTesterMixin(ExportGenerateTesterMixin):
                     k.replace(".0.", f".{config.num_hidden_layers}.").replace(".mtp_block.", "."): v
                     for k, v in mtp_non_shared_state_dict.items()
                 }
-                saved_state_dict.update({f"{model.base_model_prefix}.{k}": v for k, v in layer_mapped_mtp_dict.items()})
+                saved_state_dict.update(
+                    {f"{model.base_model_prefix}.{k}": v for k, v in layer_mapped_mtp_dict.items()}
+                )
                 save_file(saved_state_dict, weight_filename)
 
                 with patch.object(
@@ -2550,7 +2564,9 @@ class GenerationTesterMixin(ExportGenerateTesterMixin):
 
     def _check_generate_outputs(self, output, config, use_cache=False, num_return_sequences=1, num_beams=1):
         input_batch_size = int(output.sequences.shape[0] / num_return_sequences)
-        internal_batch_size = input_batch_size * num_beams if num_beams > 1 else input_batch_size * num_return_sequences
+        internal_batch_size = (
+            input_batch_size * num_beams if num_beams > 1 else input_batch_size * num_return_sequences
+        )
 
         prompt_length = getattr(self.model_tester, "seq_length", None)
         prompt_length = getattr(self.model_tester, "encoder_seq_length", prompt_length)
