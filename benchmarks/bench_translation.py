@@ -89,7 +89,7 @@ def bench_translation(
                     "measurement": f"{'greedy' if num_beams == 1 else f'beam-{num_beams}'} translation, "
                     f"{len(sources)} sentences",
                     "variant": name,
-                    "length_penalty": alpha if num_beams > 1 else None,
+                    "length_penalty": settings["length_penalty"],
                     "seconds": t,
                     "sentences_per_s": len(sources) / t,
                     "ratio_vs_marian": seconds["marian"] / t,

@@ -82,23 +82,18 @@ class ReorderOnUpdateLayer(DynamicLayer):
 
     _pending: torch.Tensor | None = None  # beam rows still to gather, or None
 
-    @property
-    def keys(self) -> torch.Tensor | None:
-        self._apply_pending()
-        return self._keys
+    def _reordered(name: str) -> property:  # noqa: N805 (a property factory, used in the class body only)
+        """`keys` / `values`: reading applies a pending reordering first; writing stores the tensor."""
 
-    @keys.setter
-    def keys(self, value: torch.Tensor | None) -> None:
-        self._keys = value
+        def read(self):
+            self._apply_pending()
+            return getattr(self, name)
 
-    @property
-    def values(self) -> torch.Tensor | None:
-        self._apply_pending()
-        return self._values
+        return property(read, lambda self, value: setattr(self, name, value))
 
-    @values.setter
-    def values(self, value: torch.Tensor | None) -> None:
-        self._values = value
+    keys = _reordered("_keys")
+    values = _reordered("_values")
+    del _reordered
 
     def _apply_pending(self) -> None:
         if self._pending is not None:
