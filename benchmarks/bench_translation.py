@@ -37,7 +37,7 @@ from benchmarks.bench_model import (  # noqa: E402
     print_rows,
 )
 from hf_vanilla_transformer.marian_export import to_marian  # noqa: E402
-from train.data import load_split  # noqa: E402
+from train.data import add_data_arguments, load_split_from_arguments  # noqa: E402
 from train.model_folder import load_model  # noqa: E402
 from train.translate import translate  # noqa: E402
 
@@ -102,10 +102,7 @@ def bench_translation(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", help="a trained model folder (e.g. runs/multi30k-de-en/model)")
-    parser.add_argument("--dataset", default="multi30k")
-    parser.add_argument("--src-lang", default="de")
-    parser.add_argument("--tgt-lang", default="en")
-    parser.add_argument("--split", default="test")
+    add_data_arguments(parser, split="test")
     parser.add_argument("--max-samples", type=int, default=None, help="the first N sentences only")
     parser.add_argument("--beams", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--length-penalty", type=float, default=None, help="alpha (default: the model's)")
@@ -123,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     add_allocator_option(parser)
     args = parser.parse_args(argv)
     allocator = apply_allocator_option(args)
-    data = load_split(args.dataset, args.src_lang, args.tgt_lang, args.split)
+    data = load_split_from_arguments(args)
     sources = list(data["src"])[: args.max_samples]
     machine = cpu_description() | {"torch": torch.__version__, "transformers": hvt.compat.INSTALLED_TRANSFORMERS.public}
     machine |= {"clock": "process CPU time" if args.cpu_time else "wall time", "memory_allocator": allocator}

@@ -22,7 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.bench_model import cpu_description  # noqa: E402
-from train.data import load_split  # noqa: E402
+from train.data import add_data_arguments, load_split_from_arguments  # noqa: E402
 from train.evaluate import score  # noqa: E402
 from train.model_folder import DTYPES, load_model  # noqa: E402
 from train.translate import translate  # noqa: E402
@@ -31,13 +31,10 @@ from train.translate import translate  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", help="a trained model folder")
-    parser.add_argument("--dataset", default="multi30k")
-    parser.add_argument("--src-lang", default="de")
-    parser.add_argument("--tgt-lang", default="en")
-    parser.add_argument("--split", default="validation")
+    add_data_arguments(parser, split="validation")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
-    data = load_split(args.dataset, args.src_lang, args.tgt_lang, args.split)
+    data = load_split_from_arguments(args)
     machine = cpu_description() | {"torch": torch.__version__}
     print(json.dumps(machine))
     rows, hypotheses = [], {}

@@ -193,16 +193,12 @@ def make_word_vectors(
 
 def main(argv: Sequence[str] | None = None) -> WordVectors:
     from train.config import TrainConfig
-    from train.data import load_split
+    from train.data import add_data_arguments, load_split_from_arguments
     from train.precision import machine_description
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tokenizer", required=True, help="tokenizer folder; trained there (as a run would) if empty")
-    parser.add_argument("--dataset", default="multi30k", help="multi30k, a data folder / TSV / JSONL, or a Hub id")
-    parser.add_argument("--src-lang", default="de")
-    parser.add_argument("--tgt-lang", default="en")
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--split", default="train")
+    add_data_arguments(parser, split="train")
     parser.add_argument(
         "--vocab-size",
         type=int,
@@ -226,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> WordVectors:
         parser.error(f"--dim must be >= 1, got {args.dim}")
 
     start = time.perf_counter()
-    data = load_split(args.dataset, args.src_lang, args.tgt_lang, args.split, data_dir=args.data_dir)
+    data = load_split_from_arguments(args)
     texts = list(data["src"]) + list(data["tgt"])
     vocab_size = args.vocab_size or TrainConfig.load(RECIPE_CONFIG).vocab_size
     tokenizer = load_or_train_tokenizer(args.tokenizer, texts, vocab_size)

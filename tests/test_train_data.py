@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 from pathlib import Path
@@ -225,6 +226,13 @@ def test_multi30k_lc_tok_reads_the_tok_folder_of_the_same_copy(text_dir: Path, t
     assert list(corpus) == ["train", "validation", "test"]
     assert corpus["test"]["src"] == ["guten morgen ."] and corpus["test"]["tgt"] == ["good morning ."]
     assert tokenized_references("multi30k-lc-tok", "test", "en") == copy / "tok" / "test2016.en"
+    scoring = data.lowercased_tokenized_scoring("multi30k-lc-tok", "test", "en")
+    assert scoring == data.LowercasedTokenizedReferences(copy / "tok" / "test2016.en", output_is_tokenized=True)
+    raw_text_scoring = data.lowercased_tokenized_scoring("multi30k", "test", "en")
+    assert raw_text_scoring == data.LowercasedTokenizedReferences(
+        copy / "tok" / "test2016.en", output_is_tokenized=False
+    )
+    assert data.lowercased_tokenized_scoring(str(copy), "test", "en") is None  # a plain folder: no known tok/ layout
     assert data.is_lowercased_tokenized("multi30k-lc-tok") and not data.is_lowercased_tokenized("multi30k")
     assert published_split_name("multi30k-lc-tok", "test") == "test_2016_flickr"
     bare = multi30k_copy(tmp_path / "bare", text_dir)
@@ -303,3 +311,36 @@ def test_example_lengths_from_length_columns_or_token_lists(text_dir: Path, toke
     assert column_lengths(without, "id").tolist() == [2, 0]
     with pytest.raises(DataError, match="cannot find example lengths"):
         example_lengths(train.select_columns(["src", "tgt"]))
+
+
+def test_data_arguments_read_back_as_one_split(text_dir: Path) -> None:
+    """The commands' shared options (`add_data_arguments`): defaults, and the split they name loaded."""
+    parser = argparse.ArgumentParser()
+    data.add_data_arguments(parser, split="validation")
+    defaults = parser.parse_args([])
+    assert (defaults.dataset, defaults.data_dir, defaults.src_lang, defaults.tgt_lang, defaults.split) == (
+        "multi30k",
+        None,
+        "de",
+        "en",
+        "validation",
+    )
+    args = parser.parse_args(["--dataset", str(text_dir), "--split", "train", "--src-lang", "en", "--tgt-lang", "de"])
+    split = data.load_split_from_arguments(args)
+    assert split["src"] == [en for _, en in PAIRS] and split["tgt"] == [de for de, _ in PAIRS]
+    with pytest.raises(DataError, match=r"no split\(s\) \['nope'\]; available: \['dev', 'train'\]"):
+        data.load_split_from_arguments(parser.parse_args(["--dataset", str(text_dir), "--split", "nope"]))
+
+
+def test_data_arguments_can_join_a_required_group() -> None:
+    """`train_tokenizer`: `--dataset` or `--files`, one of them required, so `--dataset` has no default there."""
+    parser = argparse.ArgumentParser()
+    source = parser.add_mutually_exclusive_group(required=True)
+    data.add_data_arguments(parser, split="train", dataset_group=source)
+    source.add_argument("--files", nargs="+")
+    assert parser.parse_args(["--files", "a.txt"]).dataset is None
+    assert parser.parse_args(["--dataset", "multi30k"]).split == "train"
+    with pytest.raises(SystemExit):
+        parser.parse_args([])
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--dataset", "multi30k", "--files", "a.txt"])

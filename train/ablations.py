@@ -41,7 +41,7 @@ from typing import Any
 from train.callbacks import read_metrics
 from train.compare_baseline import finished_summary, training_minutes
 from train.config import TrainConfig
-from train.data import is_lowercased_tokenized, load_corpus, tokenized_references
+from train.data import load_corpus, lowercased_tokenized_scoring
 from train.evaluate import write_results
 from train.evaluate_model import evaluate_translations
 from train.model_folder import load_model
@@ -158,8 +158,7 @@ def score_run(cfg: TrainConfig, ablation: Ablation, raw, final_step: int) -> dic
             output_dir=run_dir / "ablation-scores" / ablation.name,
             meta={"model": str(model_dir), "dataset": cfg.dataset, "split": split},
             tgt_lang=cfg.tgt_lang,
-            tokenized_refs=tokenized_references(cfg.dataset, split, cfg.tgt_lang, cfg.data_dir),
-            pretokenized=is_lowercased_tokenized(cfg.dataset),
+            tokenized_refs=lowercased_tokenized_scoring(cfg.dataset, split, cfg.tgt_lang, cfg.data_dir),
             num_beams=ablation.num_beams or cfg.test_num_beams,
             length_penalty=cfg.length_penalty,
         )

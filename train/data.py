@@ -30,6 +30,7 @@ reference sentence counts in BLEU.
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -156,6 +157,41 @@ def load_corpus(dataset: str, src_lang: str, tgt_lang: str, *, data_dir: str | P
     return load_parallel(dataset, src_lang, tgt_lang)
 
 
+DATASET_HELP = (
+    f"multi30k, {MULTI30K_LC_TOK} (its lowercased, tokenised text), tatoeba-cmn-eng, a data folder, a TSV or "
+    "JSON-lines file, or a Hub dataset id"
+)
+
+
+def add_data_arguments(
+    parser: argparse.ArgumentParser,
+    *,
+    split: str,
+    split_help: str | None = None,
+    dataset_group: argparse._MutuallyExclusiveGroup | None = None,
+) -> None:
+    """The options of every command that reads one split of parallel text: `--dataset`, `--data-dir`,
+    `--src-lang`, `--tgt-lang` and `--split` (default `split`), read back by `load_split_from_arguments`.
+    `dataset_group`: a required group `--dataset` joins (it then has no default)."""
+    if dataset_group is None:
+        parser.add_argument("--dataset", default="multi30k", help=DATASET_HELP + " (default: multi30k)")
+    else:
+        dataset_group.add_argument("--dataset", help=DATASET_HELP)
+    parser.add_argument(
+        "--data-dir",
+        default=None,
+        help="the folder of a named data set's local copy (default: $HVT_DATA_DIR/<name> or ../shared/data/<name>)",
+    )
+    parser.add_argument("--src-lang", default="de")
+    parser.add_argument("--tgt-lang", default="en")
+    parser.add_argument("--split", default=split, help=split_help)
+
+
+def load_split_from_arguments(args: argparse.Namespace) -> Dataset:
+    """`load_split` of the options `add_data_arguments` added."""
+    return load_split(args.dataset, args.src_lang, args.tgt_lang, args.split, data_dir=args.data_dir)
+
+
 def load_split(
     dataset: str, src_lang: str, tgt_lang: str, split: str, *, data_dir: str | Path | None = None
 ) -> Dataset:
@@ -261,6 +297,25 @@ def tokenized_references(dataset: str, split: str, tgt_lang: str, data_dir: str 
     directory = multi30k_dir(data_dir)
     path = directory / "tok" / f"{MULTI30K_SPLITS[split].stem}.{tgt_lang}" if directory else None
     return path if path is not None and path.is_file() else None
+
+
+@dataclass(frozen=True)
+class LowercasedTokenizedReferences:
+    """How to score a model's translations of one split the way published Multi30k systems are scored: the
+    split's lowercased, Moses-tokenised references (`path`), and whether the model's output already is such
+    text (`output_is_tokenized`: trained on `multi30k-lc-tok`), so that it is scored as it is."""
+
+    path: Path
+    output_is_tokenized: bool
+
+
+def lowercased_tokenized_scoring(
+    dataset: str, split: str, tgt_lang: str, data_dir: str | Path | None = None
+) -> LowercasedTokenizedReferences | None:
+    """`tokenized_references` with `is_lowercased_tokenized` of the same data set, or `None` when the split has
+    no such references."""
+    path = tokenized_references(dataset, split, tgt_lang, data_dir)
+    return None if path is None else LowercasedTokenizedReferences(path, is_lowercased_tokenized(dataset))
 
 
 def is_lowercased_tokenized(dataset: str) -> bool:

@@ -21,7 +21,12 @@ from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from train.allocator import keep_freed_memory
-from train.data import is_lowercased_tokenized, load_split, tokenized_references
+from train.data import (
+    LowercasedTokenizedReferences,
+    add_data_arguments,
+    load_split,
+    lowercased_tokenized_scoring,
+)
 from train.evaluate import score, score_tokenized_lowercase, write_results
 from train.lines import write_lines_atomic
 from train.model_folder import DTYPES, load_model
@@ -55,8 +60,7 @@ def evaluate_model(
         output_dir=output_dir or model_dir,
         meta={"model": str(model_dir), "dataset": dataset, "split": split, "language_pair": f"{src_lang}-{tgt_lang}"},
         tgt_lang=tgt_lang,
-        tokenized_refs=tokenized_references(dataset, split, tgt_lang, data_dir) if max_samples is None else None,
-        pretokenized=is_lowercased_tokenized(dataset),
+        tokenized_refs=None if max_samples else lowercased_tokenized_scoring(dataset, split, tgt_lang, data_dir),
         num_beams=num_beams,
         length_penalty=length_penalty,
     )
@@ -71,8 +75,7 @@ def evaluate_translations(
     output_dir: str | Path,
     meta: dict[str, Any],
     tgt_lang: str,
-    tokenized_refs: Path | None = None,
-    pretokenized: bool = False,
+    tokenized_refs: LowercasedTokenizedReferences | None = None,
     num_beams: int | None = None,
     length_penalty: float | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
@@ -81,8 +84,8 @@ def evaluate_translations(
 
     Decoding comes from the model's `generation_config`, except `num_beams` / `length_penalty`
     when given; the results record the settings used. With `tokenized_refs` (Multi30k's `tok/`
-    file of the whole split) the results also hold BLEU on lowercased, tokenised text; `pretokenized`
-    says the model outputs such text already (trained on `multi30k-lc-tok`), so it is scored as it is.
+    file of the whole split, `train.data.lowercased_tokenized_scoring`) the results also hold BLEU on
+    lowercased, tokenised text.
     """
     start = time.perf_counter()
     hypotheses = translate(
@@ -96,7 +99,9 @@ def evaluate_translations(
         **score(hypotheses, data["tgt"], tgt_lang),
     }
     if tokenized_refs is not None:
-        tok = score_tokenized_lowercase(hypotheses, tokenized_refs, tgt_lang, pretokenized=pretokenized)
+        tok = score_tokenized_lowercase(
+            hypotheses, tokenized_refs.path, tgt_lang, pretokenized=tokenized_refs.output_is_tokenized
+        )
         results["bleu_tok_lc"] = tok["bleu_tok_lc"]
         results["bleu_tok_lc_signature"] = tok["bleu_tok_lc_signature"]
     out = Path(output_dir)
@@ -109,11 +114,7 @@ def evaluate_translations(
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model")
-    parser.add_argument("--dataset", default="multi30k")
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--src-lang", default="de")
-    parser.add_argument("--tgt-lang", default="en")
-    parser.add_argument("--split", default="test")
+    add_data_arguments(parser, split="test")
     parser.add_argument("--beams", type=positive_int, default=None, help="beam size (default: the model's)")
     parser.add_argument("--length-penalty", type=float, default=None, help="alpha (default: the model's)")
     parser.add_argument("--output-dir", default=None)

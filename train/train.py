@@ -71,10 +71,9 @@ from train.data import (
     check_splits,
     example_lengths,
     filter_by_length,
-    is_lowercased_tokenized,
     load_corpus,
+    lowercased_tokenized_scoring,
     tokenize_dataset,
-    tokenized_references,
 )
 from train.decoding_check import DecodingCheckCallback
 from train.evaluate import score
@@ -487,8 +486,7 @@ def evaluate_final_model(cfg: TrainConfig, output_dir: Path, raw: DatasetDict) -
                 "language_pair": f"{cfg.src_lang}-{cfg.tgt_lang}",
             },
             tgt_lang=cfg.tgt_lang,
-            tokenized_refs=tokenized_references(cfg.dataset, cfg.test_split, cfg.tgt_lang, cfg.data_dir),
-            pretokenized=is_lowercased_tokenized(cfg.dataset),
+            tokenized_refs=lowercased_tokenized_scoring(cfg.dataset, cfg.test_split, cfg.tgt_lang, cfg.data_dir),
             num_beams=cfg.test_num_beams,
             length_penalty=cfg.length_penalty,
         )

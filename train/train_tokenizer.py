@@ -11,18 +11,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import hf_vanilla_transformer as hvt
-from train.data import load_split
+from train.data import add_data_arguments, load_split_from_arguments
 
 
 def main(argv: Sequence[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--dataset", help="multi30k, a data folder / TSV / JSONL, or a Hub dataset id")
+    add_data_arguments(parser, split="train", dataset_group=source)
     source.add_argument("--files", nargs="+", help="plain-text files, one sentence per line")
-    parser.add_argument("--src-lang", default="de")
-    parser.add_argument("--tgt-lang", default="en")
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--split", default="train")
     parser.add_argument("--vocab-size", type=int, default=8000)
     parser.add_argument("--output", required=True, help="folder to save the tokenizer to")
     args = parser.parse_args(argv)
@@ -32,7 +28,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     if args.files:
         tokenizer = hvt.train_tokenizer(args.files, vocab_size=args.vocab_size, show_progress=True)
     else:
-        data = load_split(args.dataset, args.src_lang, args.tgt_lang, args.split, data_dir=args.data_dir)
+        data = load_split_from_arguments(args)
         tokenizer = hvt.train_tokenizer(
             texts=list(data["src"]) + list(data["tgt"]), vocab_size=args.vocab_size, show_progress=True
         )

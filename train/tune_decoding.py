@@ -32,7 +32,7 @@ from datasets import Dataset
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from train.allocator import keep_freed_memory
-from train.data import load_split
+from train.data import add_data_arguments, load_split_from_arguments
 from train.lines import write_text_atomic
 from train.model_folder import load_model
 from train.translate import positive_int
@@ -135,11 +135,7 @@ def apply_decoding(model: PreTrainedModel | None, model_dir: str | Path, best: d
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", help="a model folder")
-    parser.add_argument("--dataset", default="multi30k")
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--src-lang", default="de")
-    parser.add_argument("--tgt-lang", default="en")
-    parser.add_argument("--split", default="validation", help="a validation split (test is refused)")
+    add_data_arguments(parser, split="validation", split_help="a validation split (test is refused)")
     parser.add_argument("--beams", default="4", help="comma-separated beam sizes, e.g. 4,5,8")
     parser.add_argument("--length-penalties", default="0.6", help="comma-separated α values, e.g. 0.6,1.0,1.4")
     parser.add_argument("--max-samples", type=positive_int, default=None, help="the first N pairs of the split")
@@ -154,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         alphas = [float(a) for a in args.length_penalties.split(",")]
     except ValueError as error:
         parser.error(f"--beams takes integers and --length-penalties numbers, comma-separated ({error})")
-    data = load_split(args.dataset, args.src_lang, args.tgt_lang, args.split, data_dir=args.data_dir)
+    data = load_split_from_arguments(args)
     if args.max_samples is not None:
         data = data.select(range(min(args.max_samples, len(data))))
     model, tokenizer = load_model(args.model)
