@@ -51,6 +51,17 @@ class BeamSearchCache(EncoderDecoderCache):
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
         self.self_attention_cache.reorder_cache(beam_idx)
 
+    def select_sources(self, sources: torch.LongTensor) -> None:
+        """Keep only the sentences `sources` (positions in the batch) in the encoder-decoder attention's K/V
+        (`beam_search.beam_search` drops sentences whose search is done). The self-attention cache shrinks
+        with the next `reorder_cache`, whose rows then are those of the kept sentences' beams."""
+        if self.beams_per_source == 1:
+            raise ValueError("select_sources needs one cross-attention K/V per sentence (beams_per_source > 1)")
+        for layer in self.cross_attention_cache.layers:
+            if layer.is_initialized:
+                layer.keys = layer.keys.index_select(0, sources)
+                layer.values = layer.values.index_select(0, sources)
+
     def per_source(self, encoder_hidden_states: torch.Tensor) -> torch.Tensor:
         """(B * k, S, d_model) encoder output repeated for the k beams -> (B, S, d_model), one row per sentence.
 

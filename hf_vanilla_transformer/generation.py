@@ -10,6 +10,9 @@ output length of input length + 50, on top of transformers' `generate()`.
   (`length_penalty_form="gnmt"`, the default) or transformers' own (`"hf"`); see `compat.py` for
   why this needs two private methods of `GenerationMixin` and how that is guarded. It decodes beam search
   with the cache of `beam_cache.py`, and with the weights packed for oneDNN (`onednn.py`).
+- Beam search with §6.1's options runs in this package's own loop (`beam_search.py`): the same translations
+  as transformers' loop, but each sentence leaves the batch once its translation is final. Every other call
+  (sampling, scores in the output, logits processors, ...) runs in transformers' loop.
 
 Decoding choices live in `generation_config`, not in the model config: pass them to `generate()`
 (`num_beams=`, `length_penalty=`, `length_penalty_form=`, `max_new_tokens=`) or save your own
@@ -25,6 +28,7 @@ from transformers import GenerationConfig, GenerationMixin, StoppingCriteria, St
 from transformers.cache_utils import DynamicCache
 
 from .beam_cache import BeamSearchCache, beam_self_attention_cache
+from .beam_search import BeamSearchCall, beam_search, gnmt_rescale, source_lengths
 from .compat import CACHE_NAME, check_beam_search_hooks
 from .onednn import packed_weights
 
@@ -48,11 +52,6 @@ def paper_generation_config(config) -> GenerationConfig:
     )
 
 
-def gnmt_rescale(lengths: torch.Tensor | int, alpha: float) -> torch.Tensor | float:
-    """Factor turning transformers' `score / len**alpha` into GNMT's `score / ((5 + len) / 6)**alpha`."""
-    return (lengths**alpha) / (((5 + lengths) / 6) ** alpha)
-
-
 class SourceLengthCriteria(StoppingCriteria):
     """Stop row i once it holds `source_lengths[i] + offset` new tokens (after the decoder start token).
 
@@ -69,18 +68,12 @@ class SourceLengthCriteria(StoppingCriteria):
         return input_ids.shape[1] >= limits
 
 
-def _source_lengths(
-    source: torch.Tensor, attention_mask: torch.Tensor | None, pad_token_id: int | None
-) -> torch.Tensor:
-    if attention_mask is not None:
-        return attention_mask.sum(dim=1)
-    if pad_token_id is not None:
-        return (source != pad_token_id).sum(dim=1)
-    return torch.full((source.shape[0],), source.shape[1], device=source.device)
-
-
 class PaperGenerationMixin(GenerationMixin):
     """`GenerationMixin` with §6.1's defaults, per-sentence length limits and the GNMT beam score."""
+
+    use_own_beam_search = True
+    """Decode the beam searches `beam_search.BeamSearchCall.of` covers with `beam_search.beam_search` (the same
+    result; finished sentences leave the batch); `False`: always transformers' loop (for comparison)."""
 
     def generate(self, inputs: torch.Tensor | None = None, generation_config=None, **kwargs):
         """`GenerationMixin.generate` with the paper's decoding (§6.1).
@@ -98,17 +91,25 @@ class PaperGenerationMixin(GenerationMixin):
         num_beams = kwargs.get("num_beams", config.num_beams)
         if num_beams is not None and (not isinstance(num_beams, int) or isinstance(num_beams, bool) or num_beams < 1):
             raise ValueError(f"num_beams must be a positive integer, got {num_beams!r}")
+
+        source = inputs if inputs is not None else kwargs.get("input_ids")
+        if self.use_own_beam_search and torch.is_tensor(source) and source.dim() == 2 and source.shape[0] > 0:
+            call = BeamSearchCall.of(
+                self, config, {k: v for k, v in kwargs.items() if k != "input_ids"}, form == "gnmt"
+            )
+            if call is not None:  # beam search with §6.1's options: the loop of beam_search.py
+                with packed_weights():
+                    return beam_search(self, source, kwargs.get("attention_mask"), call)
         if form == "gnmt" and (num_beams or 1) > 1:
             check_beam_search_hooks()
 
-        source = inputs if inputs is not None else kwargs.get("input_ids")
         length_given = any(kwargs.get(k) is not None for k in ("max_length", "max_new_tokens"))
         length_given = length_given or config.max_new_tokens is not None
         offset = getattr(config, "max_new_tokens_over_input", None)
         if not length_given and offset is not None and torch.is_tensor(source) and source.dim() == 2:
             if source.shape[0] == 0:
                 raise ValueError("generate() got an empty batch (input_ids has 0 rows)")
-            lengths = _source_lengths(source, kwargs.get("attention_mask"), self.config.pad_token_id)
+            lengths = source_lengths(source, kwargs.get("attention_mask"), self.config.pad_token_id)
             criteria = StoppingCriteriaList(kwargs.pop("stopping_criteria", None) or [])
             criteria.append(SourceLengthCriteria(lengths, int(offset)))
             kwargs["stopping_criteria"] = criteria

@@ -14,6 +14,7 @@ import pytest
 import torch
 from transformers import GenerationMixin
 
+from hf_vanilla_transformer import generation as generation_module
 from tests._tiny_tokenizer import tiny_tokenizer
 from tests.helpers import tiny_model
 from tests.train_helpers import one_thread  # noqa: F401  (autouse fixture: one torch thread)
@@ -39,16 +40,24 @@ def model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def used_configs(monkeypatch) -> list:
-    """The generation configs `generate()` really decoded with (after merging its arguments)."""
+    """(beams, length penalty) of each batch `generate()` really decoded: after transformers merged its arguments
+    into the generation config, or as `beam_search.py`'s loop got them."""
     seen = []
     original = GenerationMixin._prepare_generation_config
 
     def record(self, *args, **kwargs):
         config, model_kwargs = original(self, *args, **kwargs)
-        seen.append(config)
+        seen.append((config.num_beams, config.length_penalty))
         return config, model_kwargs
 
+    own_loop = generation_module.beam_search
+
+    def record_own(model, input_ids, attention_mask, call):
+        seen.append((call.num_beams, call.length_penalty))
+        return own_loop(model, input_ids, attention_mask, call)
+
     monkeypatch.setattr(GenerationMixin, "_prepare_generation_config", record)
+    monkeypatch.setattr(generation_module, "beam_search", record_own)
     return seen
 
 
@@ -63,14 +72,14 @@ def write_text(path: Path, text: str) -> Path:
 def test_translate_cli_decodes_with_the_models_generation_config(model_dir, tmp_path, used_configs):
     source = write_text(tmp_path / "in.de", "\n".join(SENTENCES) + "\n")
     translate_cli.main([str(model_dir), "--input", str(source), "--output", str(tmp_path / "out.en")])
-    assert used_configs and {(c.num_beams, c.length_penalty) for c in used_configs} == {(2, 1.0)}
+    assert used_configs and set(used_configs) == {(2, 1.0)}
 
     used_configs.clear()
     translate_cli.main(
         [str(model_dir), "--input", str(source), "--output", str(tmp_path / "out.en"), "--beams", "3"]
         + ["--length-penalty", "0.6"]
     )
-    assert {(c.num_beams, c.length_penalty) for c in used_configs} == {(3, 0.6)}
+    assert set(used_configs) == {(3, 0.6)}
 
 
 def test_translate_packs_the_weights_once_for_all_its_batches(model_dir, monkeypatch):
@@ -124,7 +133,7 @@ def test_evaluate_model_decodes_and_records_the_models_generation_config(model_d
     write_text(data / "test.en", "A dog runs.\nTwo men stand on the street.\nA girl paints.\n")
     out = tmp_path / "eval"
     results = evaluate_cli.evaluate_model(model_dir, dataset=str(data), split="test", output_dir=out)
-    assert {(c.num_beams, c.length_penalty) for c in used_configs} == {(2, 1.0)}
+    assert set(used_configs) == {(2, 1.0)}
     recorded = json.loads((out / "results.test.json").read_text(encoding="utf-8"))
     assert (recorded["num_beams"], recorded["length_penalty"]) == (2, 1.0) == (results["num_beams"], 1.0)
     assert recorded["max_new_tokens_over_input"] == 50 and recorded["max_new_tokens"] is None
@@ -134,7 +143,7 @@ def test_evaluate_model_decodes_and_records_the_models_generation_config(model_d
     evaluate_cli.main(
         [str(model_dir), "--dataset", str(data), "--split", "test", "--output-dir", str(out), "--beams", "1"]
     )
-    assert [c.num_beams for c in used_configs] == [2, 1]
+    assert [beams for beams, _ in used_configs] == [2, 1]
     recorded = json.loads((out / "results.test.json").read_text(encoding="utf-8"))
     assert (recorded["num_beams"], recorded["length_penalty"]) == (1, 1.0)
 
