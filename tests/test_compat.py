@@ -53,8 +53,9 @@ def test_the_cache_is_returned_under_the_installed_name():
 
 
 def test_changed_beam_search_internals_fail_loudly(monkeypatch):
-    """The GNMT penalty overrides two private GenerationMixin methods: if their keywords change,
-    beam search with the paper's penalty must refuse to run rather than rank beams silently wrong."""
+    """The GNMT penalty overrides two private GenerationMixin methods: if their keywords change, beam search
+    with the paper's penalty in transformers' loop must refuse to run rather than rank beams silently wrong.
+    The package's own loop (`beam_search.py`), which `generate()` takes for plain beam search, does not use them."""
 
     def changed(self, *, scores, length, **kwargs):  # the keywords the override reads are gone
         raise AssertionError("not reached")
@@ -63,6 +64,8 @@ def test_changed_beam_search_internals_fail_loudly(monkeypatch):
     model = tiny_model()
     batch = random_batch()
     batch.pop("decoder_input_ids")
+    model.generate(**batch, num_beams=4, max_new_tokens=3)  # the package's own loop
+    model.use_own_beam_search = False
     with pytest.raises(RuntimeError, match=r"GenerationMixin\._update_finished_beams no longer takes"):
         model.generate(**batch, num_beams=4, max_new_tokens=3)
     model.generate(**batch, num_beams=1, max_new_tokens=3)  # greedy does not use them
