@@ -48,9 +48,7 @@ def gnmt_rescale(lengths: torch.Tensor | int, alpha: float) -> torch.Tensor | fl
     return (lengths**alpha) / (((5 + lengths) / 6) ** alpha)
 
 
-def source_lengths(
-    source: torch.Tensor, attention_mask: torch.Tensor | None, pad_token_id: int | None
-) -> torch.Tensor:
+def source_lengths(source: torch.Tensor, attention_mask: torch.Tensor | None, pad_token_id: int | None) -> torch.Tensor:
     """Each sentence's length in tokens, for §6.1's limit of input length + 50: the attention mask's count, else
     the tokens that are not padding."""
     if attention_mask is not None:
@@ -180,13 +178,13 @@ def beam_search(
     encoded = model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
 
     # The longest output (with the start token), and each sentence's: §6.1's input length + 50, within it.
-    limits = torch.full((batch,), call.max_length, dtype=torch.long, device=device)
     if call.max_new_tokens_over_input is not None:
         limits = source_lengths(input_ids, given_mask, cfg.pad_token_id) + call.max_new_tokens_over_input + 1
         longest = min(int(limits.max()), cfg.max_position_embeddings)
         limits = limits.clamp(max=longest)
     else:
         longest = call.max_length
+        limits = torch.full((batch,), longest, dtype=torch.long, device=device)
     width = int(limits.max())
 
     # Finished hypotheses of every sentence (k each, best first) and their lengths.
@@ -239,21 +237,18 @@ def beam_search(
         generated = length  # new tokens, with the one that ends it
         ranked = top_scores * gnmt_rescale(generated, alpha) if call.gnmt else top_scores
         ranked = ranked / (generated**alpha) + (~(ends & ends_here)) * NEVER
-        merged = torch.cat((finished_scores[active], ranked), dim=1)
-        keep = torch.topk(merged, k)[1]
-        merged_hypotheses = torch.cat((finished[active], candidates), dim=1)
-        finished[active] = merged_hypotheses.gather(1, keep[:, :, None].expand(-1, -1, width))
-        finished_scores[active] = merged.gather(1, keep)
-        merged_lengths = torch.cat((finished_lengths[active], torch.full_like(ranked, generated, dtype=torch.long)), 1)
-        finished_lengths[active] = merged_lengths.gather(1, keep)
-        merged_is_finished = torch.cat((is_finished[active], ends & ends_here), dim=1)
-        is_finished[active] = merged_is_finished.gather(1, keep)
+        old_scores = finished_scores[active]
+        keep = torch.topk(torch.cat((old_scores, ranked), dim=1), k)[1]
+        finished[active] = _best_of(finished[active], candidates, keep)
+        finished_scores[active] = old_scores = _best_of(old_scores, ranked, keep)
+        finished_lengths[active] = _best_of(finished_lengths[active], torch.full_like(top, generated), keep)
+        is_finished[active] = _best_of(is_finished[active], ends & ends_here, keep)
         length += 1
 
         # 5: done when the best beam, ranked as if it ended now, cannot beat the worst finished hypothesis.
         best = beam_scores[:, :1] * gnmt_rescale(length - 1, alpha) if call.gnmt else beam_scores[:, :1]
         best = best / ((length - 1) ** alpha)
-        worst = torch.where(is_finished[active], finished_scores[active].min(dim=1, keepdim=True)[0], NEVER)
+        worst = torch.where(is_finished[active], old_scores.min(dim=1, keepdim=True)[0], NEVER)
         searching = torch.any(best > worst, dim=-1)
 
         # Sentences that are done leave: their rows leave the batch and the cache.
@@ -268,3 +263,11 @@ def beam_search(
 
     best_lengths = finished_lengths[:, 0]
     return finished[:, 0, : 1 + int(best_lengths.max())]
+
+
+def _best_of(kept: torch.Tensor, new: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """The entries `keep` (n, k) of `kept` and `new` side by side along dim 1 (sentences' finished hypotheses,
+    then the step's candidates), for a tensor of (n, *) per sentence."""
+    merged = torch.cat((kept, new), dim=1)
+    index = keep.view(*keep.shape, *[1] * (merged.dim() - 2)).expand(-1, -1, *merged.shape[2:])
+    return merged.gather(1, index)
