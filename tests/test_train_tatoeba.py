@@ -97,7 +97,8 @@ def test_an_english_to_chinese_run_scores_with_the_zh_tokenizer_and_writes_its_c
         "eval_steps": 6,
         "save_steps": 3,
         "average_last": 2,
-        "test_num_beams": 1,
+        "tune_num_beams": [1, 2],  # the setting tunes its decoding on validation: here on 30 pairs
+        "tune_length_penalties": [1.0],
         "max_eval_samples": 10,
         "precision": "fp32",
         "num_threads": 1,
@@ -113,4 +114,7 @@ def test_an_english_to_chinese_run_scores_with_the_zh_tokenizer_and_writes_its_c
     assert "language:\n- en\n- zh\n" in card and "- en-zh\n" in card
     assert test["bleu_signature"] in card and "CC BY 2.0 France" in card and "English → Chinese" in card
     assert "characters as words (`zh` tokenizer)" in card
-    assert json.loads((tmp_path / "run" / "summary.json").read_text())["test"]["language_pair"] == "en-zh"
+    saved = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert saved["test"]["language_pair"] == "en-zh"
+    assert [row["num_beams"] for row in saved["decoding_tuning"]["grid"]] == [1, 2]  # chosen on validation
+    assert all("tok:zh" in row["bleu_signature"] for row in saved["decoding_tuning"]["grid"])
