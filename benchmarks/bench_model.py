@@ -274,13 +274,14 @@ def sdpa_for_steps():
 
 
 @contextlib.contextmanager
-def transformers_beam_loop(model):
-    """Beam search in transformers' loop (`generate()` without `beam_search.py`: every sentence stays to the end)."""
-    model.use_own_beam_search = False
+def transformers_loops(model):
+    """Decoding in transformers' loops (`generate()` without `greedy_search.py` / `beam_search.py`: every sentence
+    stays to the end)."""
+    model.use_own_decoding_loops = False
     try:
         yield
     finally:
-        model.use_own_beam_search = True
+        model.use_own_decoding_loops = True
 
 
 def cross_cache_per_beam(config):
@@ -302,11 +303,12 @@ def bench_decoding(preset: str, rounds: int, ablations: bool = False, clock=time
     "What each change bought"): oneDNN off (F.linear for every linear layer); torch's SDPA kernel for
     the cached steps too (`attention.DECODE_STEP_MAX_QUERIES = 0`); the encoder computing the source's
     padding (`skip_padding=False`); the causal mask built at every step
-    (a target mask of ones is passed); and for beam search transformers' loop instead of `beam_search.py`'s, the
-    cross-attention K/V stored per beam row instead of once per sentence, and the self-attention cache reordered
-    and then grown in two copies per step (transformers' `DynamicLayer`) instead of one (`ReorderOnUpdateLayer`).
-    Rows that pass their own cache or a target mask decode in transformers' loop (`beam_search.py` covers plain
-    calls only): compare the two cache rows with the "transformers' beam loop" row. With exactly 25 new tokens
+    (a target mask of ones is passed); transformers' loops instead of `greedy_search.py`'s / `beam_search.py`'s;
+    and for beam search the cross-attention K/V stored per beam row instead of once per sentence, and the
+    self-attention cache reordered and then grown in two copies per step (transformers' `DynamicLayer`) instead of
+    one (`ReorderOnUpdateLayer`). Rows that pass their own cache or a target mask decode in transformers' loops
+    (this package's loops cover plain calls only): compare the two cache rows with the "transformers' loop" row.
+    With exactly 25 new tokens
     for every sentence, no sentence leaves the batch early here; `bench_translation.py` has real lengths.
     """
     g = torch.Generator().manual_seed(1)
@@ -343,10 +345,10 @@ def bench_decoding(preset: str, rounds: int, ablations: bool = False, clock=time
             variants["ours, causal mask each step"] = run(
                 ours, length_penalty_form="hf", decoder_attention_mask=target_mask
             )
+            variants["ours, transformers' loop"] = run(
+                ours, context=functools.partial(transformers_loops, ours), length_penalty_form="hf"
+            )
             if beams > 1:
-                variants["ours, transformers' beam loop"] = run(
-                    ours, context=functools.partial(transformers_beam_loop, ours), length_penalty_form="hf"
-                )
                 config = ours.config.get_text_config(decoder=True)
                 variants["ours, cross K/V per beam"] = run(
                     ours, new_cache=functools.partial(cross_cache_per_beam, config), length_penalty_form="hf"

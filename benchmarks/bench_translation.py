@@ -10,9 +10,9 @@ script times what a user runs: a trained model translating a real test set throu
 own `</s>`), greedy and beam 4. The reference is the *same trained network* converted to `MarianMTModel`
 (`hf_vanilla_transformer.marian_export.to_marian`: the same logits), decoding through the same function
 with the same settings. Both rank beams with transformers' length penalty (Marian has no other), so both must
-write the same translations: the results record the share that is identical (ties aside, 100%). For beam
-search a third row decodes our model in transformers' beam-search loop instead of `beam_search.py`'s, in which
-sentences leave the batch once their translation is final (the same translations, tested).
+write the same translations: the results record the share that is identical (ties aside, 100%). A third row
+decodes our model in transformers' loops instead of this package's (`greedy_search.py`, `beam_search.py`), in
+which sentences leave the batch once their translation is final (the same translations, tested).
 
 The two models decode in interleaved rounds (A B A B ...) and the medians are compared: a ratio measured
 in one run on one machine. The CPU, its flags, torch's thread count and the memory allocator are recorded.
@@ -39,7 +39,7 @@ from benchmarks.bench_model import (  # noqa: E402
     cpu_description,
     interleaved,
     print_rows,
-    transformers_beam_loop,
+    transformers_loops,
 )
 from hf_vanilla_transformer.marian_export import to_marian  # noqa: E402
 from train.data import add_data_arguments, load_split_from_arguments  # noqa: E402
@@ -88,9 +88,9 @@ def bench_translation(
             return decode
 
         variants = {"marian": run("marian", marian), "ours": run("ours", ours)}
-        if num_beams > 1:  # the same model in transformers' beam-search loop, where every sentence stays to the end
-            loop = functools.partial(transformers_beam_loop, ours)
-            variants["ours, transformers' beam loop"] = run("ours, transformers' beam loop", ours, loop)
+        # The same model in transformers' loops, where every sentence stays to the end.
+        loop = functools.partial(transformers_loops, ours)
+        variants["ours, transformers' loop"] = run("ours, transformers' loop", ours, loop)
         seconds = interleaved(variants, rounds, clock=clock)
         for name, t in seconds.items():
             identical = sum(a == b for a, b in zip(outputs[name], outputs["marian"], strict=True)) / len(sources)

@@ -52,11 +52,10 @@ class BeamSearchCache(EncoderDecoderCache):
         self.self_attention_cache.reorder_cache(beam_idx)
 
     def select_sources(self, sources: torch.LongTensor) -> None:
-        """Keep only the sentences `sources` (positions in the batch) in the encoder-decoder attention's K/V
-        (`beam_search.beam_search` drops sentences whose search is done). The self-attention cache shrinks
-        with the next `reorder_cache`, whose rows then are those of the kept sentences' beams."""
-        if self.beams_per_source == 1:
-            raise ValueError("select_sources needs one cross-attention K/V per sentence (beams_per_source > 1)")
+        """Keep only the sentences `sources` (positions in the batch) in the encoder-decoder attention's K/V (the
+        loops of `beam_search.py` and `greedy_search.py` drop sentences whose search is done). Those K/V must hold
+        one row per sentence: `beams_per_source` = the beam size, or 1 in greedy search. The self-attention cache
+        shrinks with the next `reorder_cache`, whose rows then are those of the kept sentences' beams."""
         for layer in self.cross_attention_cache.layers:
             if layer.is_initialized:
                 layer.keys = layer.keys.index_select(0, sources)

@@ -5,8 +5,9 @@ until the last one is done: a batch costs as many decoder steps, over all of its
 search. `beam_search` is the same search, candidate for candidate and score for score (tested token for token
 against transformers' loop in `tests/test_beam_search.py`), with one difference in cost: a sentence whose
 result can no longer change leaves the batch, its rows leave the KV cache, and the next steps run on the rest.
-`PaperGenerationMixin.generate` (`generation.py`) uses it for the calls it covers (`BeamSearchCall.of`: beam
-search with the decoding options of §6.1) and transformers' loop for every other call.
+`PaperGenerationMixin.generate` (`generation.py`) uses it for the calls it covers (`decoding_call.DecodingCall.of`:
+beam search with the decoding options of §6.1) and transformers' loop for every other call. Greedy search has a
+loop of the same kind in `greedy_search.py`.
 
 The search, at every step, for each sentence and its k beams:
 
@@ -27,18 +28,13 @@ instead when it is not 0; transformers' choice).
 
 from __future__ import annotations
 
-import copy
-from dataclasses import dataclass
-
 import torch
-from transformers import GenerationConfig
 from transformers.cache_utils import DynamicCache
 from transformers.modeling_outputs import BaseModelOutput
 
 from .beam_cache import BeamSearchCache, beam_self_attention_cache
+from .decoding_call import DecodingCall
 
-DEFAULT_MAX_NEW_TOKENS = 20
-"""transformers' output length when a call sets none (and the model's generation config has no per-sentence one)."""
 NEVER = -1.0e9
 """The score that keeps a candidate out of a ranking (transformers' constant, so that rankings agree)."""
 
@@ -48,144 +44,21 @@ def gnmt_rescale(lengths: torch.Tensor | int, alpha: float) -> torch.Tensor | fl
     return (lengths**alpha) / (((5 + lengths) / 6) ** alpha)
 
 
-def source_lengths(source: torch.Tensor, attention_mask: torch.Tensor | None, pad_token_id: int | None) -> torch.Tensor:
-    """Each sentence's length in tokens, for §6.1's limit of input length + 50: the attention mask's count, else
-    the tokens that are not padding."""
-    if attention_mask is not None:
-        return attention_mask.sum(dim=1)
-    if pad_token_id is not None:
-        return (source != pad_token_id).sum(dim=1)
-    return torch.full((source.shape[0],), source.shape[1], device=source.device)
-
-
-@dataclass(frozen=True)
-class BeamSearchCall:
-    """The settings of a `generate()` call that `beam_search` decodes exactly as transformers would."""
-
-    num_beams: int
-    length_penalty: float
-    gnmt: bool
-    max_length: int  # tokens including the decoder start token, for the whole batch
-    max_new_tokens_over_input: int | None  # §6.1's per-sentence limit, when no length was given
-    min_new_tokens: int
-    decoder_start_token_id: int
-    eos_token_id: int
-    pad_token_id: int | None
-
-    # GenerationConfig fields this search implements; any other non-default value means transformers' loop.
-    SETTINGS = frozenset(
-        {
-            "num_beams",
-            "length_penalty",
-            "length_penalty_form",
-            "max_new_tokens_over_input",
-            "max_new_tokens",
-            "max_length",
-            "min_new_tokens",
-            "bos_token_id",
-            "eos_token_id",
-            "pad_token_id",
-            "decoder_start_token_id",
-            "use_cache",
-            "transformers_version",
-            "_from_model_config",
-        }
-    )
-
-    # Options given with the value that switches them off (`do_sample=False`, ...): as if not given.
-    OFF = {
-        "do_sample": False,
-        "num_return_sequences": 1,
-        "early_stopping": False,
-        "use_cache": True,
-        "return_dict_in_generate": False,
-        "output_scores": False,
-        "output_logits": False,
-        "output_attentions": False,
-        "output_hidden_states": False,
-        "repetition_penalty": 1.0,
-        "no_repeat_ngram_size": 0,
-        "min_length": 0,
-        "renormalize_logits": False,
-        "remove_invalid_values": False,
-    }
-
-    @classmethod
-    def of(cls, model, config: GenerationConfig, kwargs: dict, gnmt: bool) -> BeamSearchCall | None:
-        """The settings of `model.generate(generation_config=config, **kwargs)` if `beam_search` covers the call,
-        else `None` (transformers' loop then decodes it).
-
-        Covered: beam search (num_beams > 1) over `input_ids` (+ `attention_mask`), one result per sentence, with
-        no option but the length penalty, the length limits and the special tokens, by a model in eval mode with
-        the eager or SDPA attention kernel, one `</s>` and its own padding id."""
-        merged = copy.deepcopy(config)
-        model_inputs = merged.update(**kwargs)
-        if set(model_inputs) - {"input_ids", "attention_mask"}:
-            return None
-        changed = {
-            key
-            for key, value in merged.to_diff_dict().items()
-            if value is not None and not (key in cls.OFF and value == cls.OFF[key])
-        }
-        if changed - cls.SETTINGS or not isinstance(merged.num_beams, int) or merged.num_beams < 2:
-            return None
-        if merged.use_cache is False or not isinstance(merged.eos_token_id, int) or merged.min_length:
-            return None
-        if merged.pad_token_id not in (None, model.config.pad_token_id):  # transformers then masks otherwise
-            return None
-        if model.config._attn_implementation not in ("eager", "sdpa") or model.training:
-            return None
-        over_input = getattr(merged, "max_new_tokens_over_input", None)
-        length_given = any(kwargs.get(key) is not None for key in ("max_length", "max_new_tokens"))
-        length_given = length_given or config.max_new_tokens is not None
-        if merged.max_new_tokens is not None:
-            max_length = 1 + merged.max_new_tokens  # the decoder start token, then the new tokens
-        elif merged.max_length is not None:
-            max_length = merged.max_length
-        else:  # transformers' default: 20 new tokens, within the position table
-            max_length = min(1 + DEFAULT_MAX_NEW_TOKENS, model.config.max_position_embeddings)
-        return cls(
-            num_beams=merged.num_beams,
-            length_penalty=float(merged.length_penalty),
-            gnmt=gnmt,
-            max_length=max_length,
-            max_new_tokens_over_input=None if length_given or over_input is None else int(over_input),
-            min_new_tokens=merged.min_new_tokens or 0,
-            decoder_start_token_id=_first_set(merged.decoder_start_token_id, model.config.decoder_start_token_id),
-            eos_token_id=merged.eos_token_id,
-            pad_token_id=_first_set(merged.pad_token_id, model.config.pad_token_id),
-        )
-
-
-def _first_set(*values):
-    return next((value for value in values if value is not None), None)
-
-
 @torch.no_grad()
 def beam_search(
-    model, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None, call: BeamSearchCall
+    model, input_ids: torch.LongTensor, attention_mask: torch.Tensor | None, call: DecodingCall
 ) -> torch.LongTensor:
     """Translate `input_ids` (B, S) with the beam search described above; returns (B, T) token ids."""
     cfg = model.config
     k, alpha, device = call.num_beams, call.length_penalty, input_ids.device
     eos, pad = call.eos_token_id, call.pad_token_id
     fill = pad or eos  # after each result, as transformers fills (</s> when the padding id is 0)
-    given_mask = attention_mask
-    if attention_mask is None:  # as transformers makes it: padding is where the padding id is (unless it is </s>)
-        has_padding = pad is not None and pad != eos
-        attention_mask = (input_ids != pad).long() if has_padding else torch.ones_like(input_ids)
+    limits = call.length_limits(model, input_ids, attention_mask)  # §6.1's input length + 50, or the call's
+    if attention_mask is None:  # nothing to mask (generate() passes the mask of a padded batch)
+        attention_mask = torch.ones_like(input_ids)
     batch = input_ids.shape[0]
     encoded = model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
-
-    # The longest output (with the start token), and each sentence's: §6.1's input length + 50, within it.
-    if call.max_new_tokens_over_input is not None:
-        limits = source_lengths(input_ids, given_mask, cfg.pad_token_id) + call.max_new_tokens_over_input + 1
-        longest = min(int(limits.max()), cfg.max_position_embeddings)
-        limits = limits.clamp(max=longest)
-    else:
-        longest = call.max_length
-        limits = torch.full((batch,), longest, dtype=torch.long, device=device)
-    width = int(limits.max())
+    longest = width = int(limits.max())
 
     # Finished hypotheses of every sentence (k each, best first) and their lengths.
     finished = torch.full((batch, k, width), fill, dtype=torch.long, device=device)

@@ -10,9 +10,10 @@ output length of input length + 50, on top of transformers' `generate()`.
   (`length_penalty_form="gnmt"`, the default) or transformers' own (`"hf"`); see `compat.py` for
   why this needs two private methods of `GenerationMixin` and how that is guarded. It decodes beam search
   with the cache of `beam_cache.py`, and with the weights packed for oneDNN (`onednn.py`).
-- Beam search with §6.1's options runs in this package's own loop (`beam_search.py`): the same translations
-  as transformers' loop, but each sentence leaves the batch once its translation is final. Every other call
-  (sampling, scores in the output, logits processors, ...) runs in transformers' loop.
+- Greedy and beam search with §6.1's options run in this package's own loops (`greedy_search.py`,
+  `beam_search.py`; which calls: `decoding_call.py`): the same translations as transformers' loops, but each
+  sentence leaves the batch once its translation is final. Every other call (sampling, scores in the output,
+  logits processors, ...) runs in transformers' loops.
 
 Decoding choices live in `generation_config`, not in the model config: pass them to `generate()`
 (`num_beams=`, `length_penalty=`, `length_penalty_form=`, `max_new_tokens=`) or save your own
@@ -28,8 +29,10 @@ from transformers import GenerationConfig, GenerationMixin, StoppingCriteria, St
 from transformers.cache_utils import DynamicCache
 
 from .beam_cache import BeamSearchCache, beam_self_attention_cache
-from .beam_search import BeamSearchCall, beam_search, gnmt_rescale, source_lengths
+from .beam_search import beam_search, gnmt_rescale
 from .compat import CACHE_NAME, check_beam_search_hooks
+from .decoding_call import DecodingCall, padding_mask, source_lengths
+from .greedy_search import greedy_search
 from .onednn import packed_weights
 
 logger = logging.getLogger(__name__)
@@ -71,9 +74,9 @@ class SourceLengthCriteria(StoppingCriteria):
 class PaperGenerationMixin(GenerationMixin):
     """`GenerationMixin` with §6.1's defaults, per-sentence length limits and the GNMT beam score."""
 
-    use_own_beam_search = True
-    """Decode the beam searches `beam_search.BeamSearchCall.of` covers with `beam_search.beam_search` (the same
-    result; finished sentences leave the batch); `False`: always transformers' loop (for comparison)."""
+    use_own_decoding_loops = True
+    """Decode the calls `decoding_call.DecodingCall.of` covers with `greedy_search` / `beam_search` (the same
+    result; finished sentences leave the batch); `False`: always transformers' loops (for comparison)."""
 
     def generate(self, inputs: torch.Tensor | None = None, generation_config=None, **kwargs):
         """`GenerationMixin.generate` with the paper's decoding (§6.1).
@@ -93,13 +96,17 @@ class PaperGenerationMixin(GenerationMixin):
             raise ValueError(f"num_beams must be a positive integer, got {num_beams!r}")
 
         source = inputs if inputs is not None else kwargs.get("input_ids")
-        if self.use_own_beam_search and torch.is_tensor(source) and source.dim() == 2 and source.shape[0] > 0:
-            call = BeamSearchCall.of(
-                self, config, {k: v for k, v in kwargs.items() if k != "input_ids"}, form == "gnmt"
-            )
-            if call is not None:  # beam search with §6.1's options: the loop of beam_search.py
+        if torch.is_tensor(source) and source.dim() == 2 and kwargs.get("attention_mask") is None:
+            pad = kwargs.get("pad_token_id", config.pad_token_id)
+            mask = padding_mask(source, pad, kwargs.get("eos_token_id", config.eos_token_id))
+            if mask is not None:  # as transformers 4 did (5 passes none to encoder-decoder models)
+                kwargs["attention_mask"] = mask
+        if self.use_own_decoding_loops and torch.is_tensor(source) and source.dim() == 2 and source.shape[0] > 0:
+            call = DecodingCall.of(self, config, {k: v for k, v in kwargs.items() if k != "input_ids"}, form == "gnmt")
+            if call is not None:  # greedy or beam search with §6.1's options: this package's loops
+                search = greedy_search if call.greedy else beam_search
                 with packed_weights():
-                    return beam_search(self, source, kwargs.get("attention_mask"), call)
+                    return search(self, source, kwargs.get("attention_mask"), call)
         if form == "gnmt" and (num_beams or 1) > 1:
             check_beam_search_hooks()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from pathlib import Path
 
@@ -75,3 +76,31 @@ def random_batch(vocab_size: int = 64, batch: int = 3, src_len: int = 7, tgt_len
 def multi30k_tokenizer(vocab_size: int = 1000):
     """A shared BPE tokenizer trained on Multi30k De+En (a few seconds; cached per session)."""
     return hvt.train_tokenizer([multi30k_file("train.de"), multi30k_file("train.en")], vocab_size=vocab_size)
+
+
+@contextlib.contextmanager
+def transformers_loop(model):
+    """`generate()` in transformers' loops, not this package's (`greedy_search.py`, `beam_search.py`)."""
+    model.use_own_decoding_loops = False
+    try:
+        yield
+    finally:
+        model.use_own_decoding_loops = True
+
+
+def random_sources(seed: int, batch: int, vocab_size: int, max_len: int = 9) -> dict:
+    """Sentences of 1..max_len tokens, right-padded."""
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(1, max_len + 1, (batch,), generator=g)
+    input_ids = torch.randint(4, vocab_size, (batch, int(lengths.max())), generator=g)
+    mask = (torch.arange(input_ids.shape[1])[None] < lengths[:, None]).long()
+    return {"input_ids": input_ids.masked_fill(mask == 0, 0), "attention_mask": mask}
+
+
+def both_loops(model, batch: dict, **options) -> tuple[torch.Tensor, torch.Tensor]:
+    """`generate(**batch, **options)` in this package's loops, then in transformers'."""
+    with torch.no_grad():
+        ours = model.generate(**batch, **options)
+        with transformers_loop(model):
+            theirs = model.generate(**batch, **options)
+    return ours, theirs

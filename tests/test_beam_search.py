@@ -1,45 +1,17 @@
 """`beam_search.beam_search`, the loop `generate()` uses for beam search with §6.1's options, gives what
-transformers' own beam-search loop gives (`use_own_beam_search = False`), token for token, while sentences
+transformers' own beam-search loop gives (`use_own_decoding_loops = False`), token for token, while sentences
 whose search is done leave the batch. The calls it does not cover go to transformers' loop. No timings here."""
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 
 import pytest
 import torch
 from transformers import LogitsProcessorList, MinLengthLogitsProcessor
 
-from hf_vanilla_transformer.beam_search import BeamSearchCall
-from tests.helpers import tiny_model
-
-
-@contextlib.contextmanager
-def transformers_loop(model):
-    model.use_own_beam_search = False
-    try:
-        yield
-    finally:
-        model.use_own_beam_search = True
-
-
-def sources(seed: int, batch: int, vocab_size: int, max_len: int = 9) -> dict:
-    """Sentences of 1..max_len tokens, right-padded."""
-    g = torch.Generator().manual_seed(seed)
-    lengths = torch.randint(1, max_len + 1, (batch,), generator=g)
-    input_ids = torch.randint(4, vocab_size, (batch, int(lengths.max())), generator=g)
-    mask = (torch.arange(input_ids.shape[1])[None] < lengths[:, None]).long()
-    return {"input_ids": input_ids.masked_fill(mask == 0, 0), "attention_mask": mask}
-
-
-def both_loops(model, batch: dict, **options) -> tuple[torch.Tensor, torch.Tensor]:
-    with torch.no_grad():
-        ours = model.generate(**batch, **options)
-        with transformers_loop(model):
-            theirs = model.generate(**batch, **options)
-    return ours, theirs
-
+from hf_vanilla_transformer.decoding_call import DecodingCall
+from tests.helpers import both_loops, random_sources, tiny_model, transformers_loop
 
 # A small vocabulary makes </s> likely from a random model: hypotheses end at many different lengths.
 CASES = list(
@@ -57,7 +29,7 @@ def test_same_translations_as_transformers_loop(case: int) -> None:
     beams, alpha, form, lengths = CASES[case]
     vocab_size = (8, 24, 200)[case % 3]
     model = tiny_model(seed=case, vocab_size=vocab_size, attn_implementation=("sdpa", "eager")[case % 2])
-    batch = sources(seed=case, batch=1 + case % 7, vocab_size=vocab_size)
+    batch = random_sources(seed=case, batch=1 + case % 7, vocab_size=vocab_size)
     ours, theirs = both_loops(model, batch, num_beams=beams, length_penalty=alpha, length_penalty_form=form, **lengths)
     assert torch.equal(ours, theirs), (ours, theirs)
 
@@ -65,7 +37,7 @@ def test_same_translations_as_transformers_loop(case: int) -> None:
 def test_the_per_sentence_limit_clamped_to_the_position_table() -> None:
     """§6.1's input length + 50, with a position table shorter than that: both loops stop at the table."""
     model = tiny_model(seed=3, vocab_size=200, max_position_embeddings=12)
-    batch = sources(seed=3, batch=5, vocab_size=200)
+    batch = random_sources(seed=3, batch=5, vocab_size=200)
     model.generation_config.eos_token_id = 2
     ours, theirs = both_loops(model, batch, num_beams=3, min_new_tokens=11)
     assert ours.shape[1] == 12 and torch.equal(ours, theirs)
@@ -75,7 +47,7 @@ def test_finished_sentences_leave_the_batch() -> None:
     """The decoder runs on fewer rows once some sentences are done, and the results stay those of transformers'
     loop, which keeps every sentence to the end."""
     model = tiny_model(seed=1, vocab_size=8)
-    batch = sources(seed=5, batch=6, vocab_size=8)
+    batch = random_sources(seed=5, batch=6, vocab_size=8)
     rows: list[int] = []
     hook = model.model.decoder.register_forward_pre_hook(
         lambda module, args, kwargs: rows.append(kwargs["input_ids"].shape[0]), with_kwargs=True
@@ -92,7 +64,7 @@ def test_finished_sentences_leave_the_batch() -> None:
 
 def test_one_sentence_alone_and_in_a_batch() -> None:
     model = tiny_model(seed=2, vocab_size=24)
-    batch = sources(seed=2, batch=5, vocab_size=24)
+    batch = random_sources(seed=2, batch=5, vocab_size=24)
     with torch.no_grad():
         together = model.generate(**batch, num_beams=4)
         for i in range(5):
@@ -106,7 +78,6 @@ def test_one_sentence_alone_and_in_a_batch() -> None:
 @pytest.mark.parametrize(
     "options",
     [
-        {"num_beams": 1},
         {"do_sample": True},
         {"num_return_sequences": 2},
         {"return_dict_in_generate": True, "output_scores": True},
@@ -124,14 +95,14 @@ def test_one_sentence_alone_and_in_a_batch() -> None:
 def test_other_calls_go_to_transformers_loop(options: dict) -> None:
     model = tiny_model(seed=0)
     config = model.generation_config
-    assert BeamSearchCall.of(model, config, {"attention_mask": None, **options}, gnmt=True) is None
+    assert DecodingCall.of(model, config, {"attention_mask": None, **options}, gnmt=True) is None
 
 
 def test_the_calls_it_covers() -> None:
     model = tiny_model(seed=0)
     config = model.generation_config
-    call = BeamSearchCall.of(model, config, {"attention_mask": None}, gnmt=True)
-    assert call == BeamSearchCall(
+    call = DecodingCall.of(model, config, {"attention_mask": None}, gnmt=True)
+    assert call == DecodingCall(
         num_beams=4,
         length_penalty=0.6,
         gnmt=True,
@@ -142,16 +113,16 @@ def test_the_calls_it_covers() -> None:
         eos_token_id=2,
         pad_token_id=0,
     )
-    call = BeamSearchCall.of(model, config, {"num_beams": 5, "max_new_tokens": 7, "do_sample": False}, gnmt=False)
+    call = DecodingCall.of(model, config, {"num_beams": 5, "max_new_tokens": 7, "do_sample": False}, gnmt=False)
     assert (call.num_beams, call.max_length, call.max_new_tokens_over_input, call.gnmt) == (5, 8, None, False)
     model.train()
-    assert BeamSearchCall.of(model, config, {}, gnmt=True) is None  # dropout on: not a translation
+    assert DecodingCall.of(model, config, {}, gnmt=True) is None  # dropout on: not a translation
 
 
 @pytest.mark.parametrize("options", [{}, {"decoder_start_token_id": 3}, {"eos_token_id": 4}])
 def test_without_an_attention_mask_and_with_other_special_tokens(options: dict) -> None:
     """The mask transformers infers from the padding id, and special tokens given to `generate()`."""
     model = tiny_model(seed=4, vocab_size=12)
-    batch = sources(seed=4, batch=5, vocab_size=12)
+    batch = random_sources(seed=4, batch=5, vocab_size=12)
     ours, theirs = both_loops(model, {"input_ids": batch["input_ids"]}, num_beams=3, **options)
     assert torch.equal(ours, theirs)

@@ -65,7 +65,7 @@ def test_changed_beam_search_internals_fail_loudly(monkeypatch):
     batch = random_batch()
     batch.pop("decoder_input_ids")
     model.generate(**batch, num_beams=4, max_new_tokens=3)  # the package's own loop
-    model.use_own_beam_search = False
+    model.use_own_decoding_loops = False
     with pytest.raises(RuntimeError, match=r"GenerationMixin\._update_finished_beams no longer takes"):
         model.generate(**batch, num_beams=4, max_new_tokens=3)
     model.generate(**batch, num_beams=1, max_new_tokens=3)  # greedy does not use them

@@ -41,7 +41,7 @@ def model_dir(tmp_path_factory) -> Path:
 @pytest.fixture
 def used_configs(monkeypatch) -> list:
     """(beams, length penalty) of each batch `generate()` really decoded: after transformers merged its arguments
-    into the generation config, or as `beam_search.py`'s loop got them."""
+    into the generation config, or as this package's loops (`greedy_search.py`, `beam_search.py`) got them."""
     seen = []
     original = GenerationMixin._prepare_generation_config
 
@@ -50,14 +50,16 @@ def used_configs(monkeypatch) -> list:
         seen.append((config.num_beams, config.length_penalty))
         return config, model_kwargs
 
-    own_loop = generation_module.beam_search
+    def recorded(own_loop):
+        def record_own(model, input_ids, attention_mask, call):
+            seen.append((call.num_beams, call.length_penalty))
+            return own_loop(model, input_ids, attention_mask, call)
 
-    def record_own(model, input_ids, attention_mask, call):
-        seen.append((call.num_beams, call.length_penalty))
-        return own_loop(model, input_ids, attention_mask, call)
+        return record_own
 
     monkeypatch.setattr(GenerationMixin, "_prepare_generation_config", record)
-    monkeypatch.setattr(generation_module, "beam_search", record_own)
+    for loop in ("greedy_search", "beam_search"):
+        monkeypatch.setattr(generation_module, loop, recorded(getattr(generation_module, loop)))
     return seen
 
 
