@@ -18,7 +18,9 @@ tables (`TABLES`) and the files each is built from:
 - `recipe-vs-baseline`: `results/recipe-vs-baseline.json` (`python -m train.compare_baseline`);
 - `ablations`: `results/ablations/*.json` (`python -m train.ablations`), mean ± sd over seeds;
 - `side-by-side`: `results/side-by-side.json` (`python -m train.compare_models`): the Transformer and the
-  recurrent models on the same data, tokenizer and budget.
+  recurrent models on the same data, tokenizer and budget;
+- `recipe-seeds`: `results/recipe-seeds.json` (`python -m train.seed_spread`): `make recipe` with three seeds
+  on one machine, each run and the spread.
 
 A table whose files do not exist yet says which command makes them.
 """
@@ -156,11 +158,44 @@ def side_by_side_table(root: Path) -> str:
     return markdown_table(record["rows"]) + f"\n`{record['command']}`; `results/side-by-side.json`.\n"
 
 
+def recipe_seeds_table(root: Path) -> str:
+    """The runs of `results/recipe-seeds.json` (`train.seed_spread`), one per seed, and each score's spread."""
+    path = root / "results" / "recipe-seeds.json"
+    if not path.is_file():
+        return "Not measured yet: run the recipe with several seeds, then `python -m train.seed_spread` (see there).\n"
+    record = _read(path)
+    runs, spread = record["runs"], record["spread"]
+    lines = [
+        "| seed | training | best validation BLEU during training | length penalty chosen | test BLEU | test chrF |",
+        "|---|---|---|---|---|---|",
+    ]
+    for run in runs:
+        lines.append(
+            f"| {run['seed']} | {run['minutes_until_trained']:.1f} min: {run['steps']:,} steps, {run['epochs']:.1f} "
+            f"epochs | {run['validation_bleu']:.1f} | {run['length_penalty']} | {run['bleu']:.1f} | {run['chrf']:.1f} |"
+        )
+
+    def cell(score: str) -> str:
+        values = spread[score]
+        return f"{values['mean']:.1f} ± {values['sd']:.1f} ({values['min']:.1f}-{values['max']:.1f})"
+
+    lines.append(f"| **mean ± sd (range)** | | {cell('validation_bleu')} | | {cell('bleu')} | {cell('chrf')} |")
+    first = runs[0]
+    lines.append("")
+    lines.append(
+        f"{first['split']} split, beam {first['num_beams']}; {first['precision']} on {_hardware(first['machine'])}. "
+        f"BLEU `{first['bleu_signature']}`, chrF `{first['chrf_signature']}`; `{record['command']}`; "
+        f"`{_relative(path, root)}`."
+    )
+    return "\n".join(lines) + "\n"
+
+
 TABLES: dict[str, Callable[[Path], str]] = {
     "trained-models": trained_models_table,
     "recipe-vs-baseline": recipe_vs_baseline_table,
     "ablations": ablations_table,
     "side-by-side": side_by_side_table,
+    "recipe-seeds": recipe_seeds_table,
 }
 """Every table the README may hold, by marker name."""
 
