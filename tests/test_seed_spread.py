@@ -27,6 +27,7 @@ def finished_run(folder: Path, seed: int, bleu: float, chrf: float, **config_cha
         "machine": MACHINE,
         "best_validation_bleu": bleu - 1.0,
         "test": {
+            "dataset": "multi30k",
             "split": "test",
             "num_beams": 4,
             "length_penalty": 1.0,
@@ -64,7 +65,7 @@ def test_the_readme_table_from_the_results_file(tmp_path):
         "| **mean ± sd (range)** | | 38.5 ± 0.7 (38.0-39.0) | | 39.5 ± 0.7 (39.0-40.0) | 60.0 ± 0.0 (60.0-60.0) |"
         in table
     )
-    assert "nrefs:1|tok:13a" in table and "Some CPU (avx2), 2 threads" in table
+    assert "nrefs:1|tok:13a" in table and "Some CPU (avx2), 2 threads" in table and "multi30k test_2016_flickr" in table
 
 
 def test_runs_of_different_settings_are_refused_naming_the_difference(tmp_path):

@@ -183,7 +183,8 @@ def recipe_seeds_table(root: Path) -> str:
     first = runs[0]
     lines.append("")
     lines.append(
-        f"{first['split']} split, beam {first['num_beams']}; {first['precision']} on {_hardware(first['machine'])}. "
+        f"{first['dataset']} {published_split_name(first['dataset'], first['split'])}, beam {first['num_beams']}; "
+        f"{first['precision']} on {_hardware(first['machine'])}. "
         f"BLEU `{first['bleu_signature']}`, chrF `{first['chrf_signature']}`; `{record['command']}`; "
         f"`{_relative(path, root)}`."
     )

@@ -46,6 +46,7 @@ def run_row(run_dir: Path) -> dict[str, Any]:
         "validation_bleu": summary.get("best_validation_bleu"),
         "num_beams": test.get("num_beams"),
         "length_penalty": test.get("length_penalty"),
+        "dataset": test.get("dataset"),
         "split": test.get("split"),
         "bleu": test["bleu"],
         "bleu_signature": test.get("bleu_signature"),
