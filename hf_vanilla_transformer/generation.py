@@ -84,7 +84,8 @@ class PaperGenerationMixin(GenerationMixin):
         Unless `max_length` / `max_new_tokens` is given (in the call or the generation config), each
         sentence gets at most its own length + 50 new tokens (and the whole output at most
         `max_position_embeddings` positions). `length_penalty_form="gnmt"|"hf"` chooses how finished
-        beams are ranked (default: the generation config's, else `"gnmt"`).
+        beams are ranked (default: the generation config's, else `"gnmt"`). A padded batch given without its
+        `attention_mask` gets the mask of its padding id (`decoding_call.padding_mask`), as transformers 4 made it.
         """
         config = generation_config or self.generation_config
         form = kwargs.pop("length_penalty_form", None) or getattr(config, "length_penalty_form", None)
