@@ -53,11 +53,8 @@ def beam_search(
     k, alpha, device = call.num_beams, call.length_penalty, input_ids.device
     eos, pad = call.eos_token_id, call.pad_token_id
     fill = pad or eos  # after each result, as transformers fills (</s> when the padding id is 0)
-    limits = call.length_limits(model, input_ids, attention_mask)  # §6.1's input length + 50, or the call's
-    if attention_mask is None:  # nothing to mask (generate() passes the mask of a padded batch)
-        attention_mask = torch.ones_like(input_ids)
+    limits, attention_mask, encoded = call.encode(model, input_ids, attention_mask)  # limits: §6.1's length + 50
     batch = input_ids.shape[0]
-    encoded = model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
     longest = width = int(limits.max())
 
     # Finished hypotheses of every sentence (k each, best first) and their lengths.
@@ -72,7 +69,7 @@ def beam_search(
     beams = finished.clone()
     beam_scores = torch.zeros((batch, k), device=device)
     beam_scores[:, 1:] = NEVER  # the k beams start equal: only the first proposes at the first step
-    encoder_rows = encoded.last_hidden_state.repeat_interleave(k, dim=0)
+    encoder_rows = encoded.repeat_interleave(k, dim=0)
     mask_rows = attention_mask.repeat_interleave(k, dim=0)
     cache = BeamSearchCache(beam_self_attention_cache(cfg), DynamicCache(config=cfg), k)
     ends_here = torch.arange(2 * k, device=device) < k  # only the k best candidates may finish

@@ -156,6 +156,15 @@ class DecodingCall:
         limits = source_lengths(input_ids, attention_mask, cfg.pad_token_id) + self.max_new_tokens_over_input + 1
         return limits.clamp(max=cfg.max_position_embeddings)
 
+    def encode(self, model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None):
+        """What both loops start from: each sentence's length limit (`length_limits`), the attention mask (all
+        ones when none is given: `generate()` passes the mask of a padded batch) and the encoder's output."""
+        limits = self.length_limits(model, input_ids, attention_mask)
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        encoded = model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
+        return limits, attention_mask, encoded.last_hidden_state
+
 
 def _first_set(*values):
     return next((value for value in values if value is not None), None)

@@ -97,12 +97,13 @@ class PaperGenerationMixin(GenerationMixin):
             raise ValueError(f"num_beams must be a positive integer, got {num_beams!r}")
 
         source = inputs if inputs is not None else kwargs.get("input_ids")
-        if torch.is_tensor(source) and source.dim() == 2 and kwargs.get("attention_mask") is None:
+        token_ids = torch.is_tensor(source) and source.dim() == 2  # (batch, length): what the own loops decode
+        if token_ids and kwargs.get("attention_mask") is None:
             pad = kwargs.get("pad_token_id", config.pad_token_id)
             mask = padding_mask(source, pad, kwargs.get("eos_token_id", config.eos_token_id))
             if mask is not None:  # as transformers 4 did (5 passes none to encoder-decoder models)
                 kwargs["attention_mask"] = mask
-        if self.use_own_decoding_loops and torch.is_tensor(source) and source.dim() == 2 and source.shape[0] > 0:
+        if self.use_own_decoding_loops and token_ids and source.shape[0] > 0:
             call = DecodingCall.of(self, config, {k: v for k, v in kwargs.items() if k != "input_ids"}, form == "gnmt")
             if call is not None:  # greedy or beam search with §6.1's options: this package's loops
                 search = greedy_search if call.greedy else beam_search

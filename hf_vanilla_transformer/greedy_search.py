@@ -31,16 +31,13 @@ def greedy_search(
     cfg = model.config
     eos = call.eos_token_id
     fill = eos if call.pad_token_id is None else call.pad_token_id  # transformers pads with </s> when it has no pad
-    limits = call.length_limits(model, input_ids, attention_mask)
-    if attention_mask is None:  # nothing to mask (generate() passes the mask of a padded batch)
-        attention_mask = torch.ones_like(input_ids)
-    encoded = model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask, return_dict=True)
+    limits, attention_mask, encoded = call.encode(model, input_ids, attention_mask)
 
     batch, longest = input_ids.shape[0], int(limits.max())
     output = torch.full((batch, longest), fill, dtype=torch.long, device=input_ids.device)
     output[:, 0] = call.decoder_start_token_id
     active = torch.arange(batch, device=input_ids.device)  # the sentences still decoding: their rows in `output`
-    encoder_rows, mask_rows = encoded.last_hidden_state, attention_mask
+    encoder_rows, mask_rows = encoded, attention_mask
     # One row per sentence: the cross-attention K/V are per sentence, so sentences can leave them.
     cache = BeamSearchCache(beam_self_attention_cache(cfg), DynamicCache(config=cfg), beams_per_source=1)
     length = 1  # tokens so far, with the start token

@@ -56,8 +56,8 @@ def run_row(run_dir: Path) -> dict[str, Any]:
 
 
 def check_one_setting(run_dirs: Sequence[Path]) -> None:
-    """Raise a `ValueError` naming the setting that differs if the runs differ in more than their seed and folder,
-    or ran on different CPUs."""
+    """Raise a `ValueError` naming the setting that differs if the runs differ in more than their seed and folder
+    (the machines are checked by `seed_spread`)."""
     configs = {}
     for run_dir in run_dirs:
         path = run_dir / "train_config.json"
@@ -74,16 +74,10 @@ def check_one_setting(run_dirs: Sequence[Path]) -> None:
         )
         if differ:
             raise ValueError(f"{first} and {run_dir} differ in more than the seed: {', '.join(differ)}")
-    machines = {_machine(run_dir) for run_dir in run_dirs}
-    if len(machines) > 1:
-        raise ValueError(
-            f"the runs ran on different machines ({sorted(map(str, machines))}): a time-budgeted run's steps "
-            "depend on its CPU"
-        )
 
 
-def _machine(run_dir: Path) -> tuple:
-    machine = (finished_summary(run_dir) or {}).get("machine") or {}
+def _machine(machine: dict | None) -> tuple:
+    machine = machine or {}
     return machine.get("cpu"), tuple(machine.get("cpu_flags") or ()), machine.get("torch_threads")
 
 
@@ -104,6 +98,12 @@ def seed_spread(run_dirs: Sequence[str | Path]) -> dict[str, Any]:
         raise ValueError("a spread needs at least two runs")
     rows = [run_row(run_dir) for run_dir in run_dirs]
     check_one_setting(run_dirs)
+    machines = {_machine(row["machine"]) for row in rows}
+    if len(machines) > 1:
+        raise ValueError(
+            f"the runs ran on different machines ({sorted(map(str, machines))}): a time-budgeted run's steps "
+            "depend on its CPU"
+        )
     seeds = [row["seed"] for row in rows]
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"the runs must differ in their seed, got seeds {seeds}")
