@@ -211,7 +211,7 @@ def compare(
     return comparison
 
 
-PROCESS_SETTINGS = ("memory_allocator",)  # in `machine_description`, but chosen by the process, not the machine
+PROCESS_SETTINGS = ("memory_allocator", "onednn_primitive_cache")  # in `machine_description`, but chosen by the process, not the machine
 
 
 def _same_machine(recorded: dict | None, current: dict) -> bool:

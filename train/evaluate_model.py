@@ -30,6 +30,7 @@ from train.data import (
 from train.evaluate import score, score_tokenized_lowercase, write_results
 from train.lines import write_lines_atomic
 from train.model_folder import DTYPES, load_model
+from train.onednn_cache import make_room_for_batch_shapes
 from train.translate import decoding_settings, positive_int, translate
 
 
@@ -122,6 +123,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32", help="weight type (see translate)")
     args = parser.parse_args(argv)
     keep_freed_memory()  # glibc: no page faults for every decoding step's tensors (train/allocator.py)
+    make_room_for_batch_shapes()  # oneDNN: each batch shape's kernels compiled once (train/onednn_cache.py)
     results = evaluate_model(
         args.model,
         dataset=args.dataset,

@@ -15,6 +15,7 @@ import logging
 from pathlib import Path
 
 from train.allocator import allocator_state
+from train.onednn_cache import primitive_cache_state
 
 logger = logging.getLogger(__name__)
 
@@ -84,4 +85,5 @@ def machine_description() -> dict:
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "memory_allocator": allocator_state(),
+        "onednn_primitive_cache": primitive_cache_state(),
     }

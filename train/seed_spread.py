@@ -77,8 +77,13 @@ def check_one_setting(run_dirs: Sequence[Path]) -> None:
 
 
 def _machine(machine: dict | None) -> tuple:
+    """The CPU and what the process chose that sets its speed (threads, allocator, oneDNN's cache)."""
     machine = machine or {}
-    return machine.get("cpu"), tuple(machine.get("cpu_flags") or ()), machine.get("torch_threads")
+    return (
+        machine.get("cpu"),
+        tuple(machine.get("cpu_flags") or ()),
+        *(machine.get(key) for key in ("torch_threads", "memory_allocator", "onednn_primitive_cache")),
+    )
 
 
 def spread(values: Sequence[float]) -> dict[str, float]:
@@ -101,8 +106,8 @@ def seed_spread(run_dirs: Sequence[str | Path]) -> dict[str, Any]:
     machines = {_machine(row["machine"]) for row in rows}
     if len(machines) > 1:
         raise ValueError(
-            f"the runs ran on different machines ({sorted(map(str, machines))}): a time-budgeted run's steps "
-            "depend on its CPU"
+            f"the runs ran on different machines or process settings ({sorted(map(str, machines))}): a "
+            "time-budgeted run's steps depend on its CPU"
         )
     seeds = [row["seed"] for row in rows]
     if len(set(seeds)) != len(seeds):

@@ -80,6 +80,7 @@ from train.evaluate import score
 from train.init_embeddings import WORD2VEC, init_embeddings_from_file, vectors_file, word2vec_for_run
 from train.lines import write_text_atomic
 from train.model_folder import load_checked_model, load_model, load_tokenizer
+from train.onednn_cache import make_room_for_batch_shapes
 from train.precision import choose_precision, machine_description
 from train.schedule import LR_SCHEDULER_TYPE, cooldown_factor, peak_learning_rate
 from train.trainer import TokenBudgetSeq2SeqTrainer
@@ -319,6 +320,7 @@ def _trainer_state_readable(checkpoint: Path) -> bool:
 def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     """Run steps 1-6 of the module docstring; returns a summary with paths and metrics."""
     keep_freed_memory()  # glibc: no page faults for every step's tensors (train/allocator.py)
+    make_room_for_batch_shapes()  # oneDNN: each batch shape's kernels compiled once (train/onednn_cache.py)
     output_dir = Path(cfg.output_dir)
     existing = last_complete_checkpoint(output_dir) if output_dir.is_dir() else None
     if existing and not resume:

@@ -47,6 +47,7 @@ from train.allocator import keep_freed_memory
 from train.extras import require_extra
 from train.lines import decode_utf8, split_lines, write_lines_atomic
 from train.model_folder import DTYPES, load_model
+from train.onednn_cache import make_room_for_batch_shapes
 
 
 def decoding_settings(
@@ -234,6 +235,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     keep_freed_memory()  # glibc: no page faults for every decoding step's tensors (train/allocator.py)
+    make_room_for_batch_shapes()  # oneDNN: each batch shape's kernels compiled once (train/onednn_cache.py)
 
     raw = Path(args.input).read_bytes() if args.input else sys.stdin.buffer.read()
     lines = split_lines(decode_utf8(raw, args.input or "<stdin>"))

@@ -35,6 +35,7 @@ from train.allocator import keep_freed_memory
 from train.data import add_data_arguments, load_split_from_arguments
 from train.lines import write_text_atomic
 from train.model_folder import load_model
+from train.onednn_cache import make_room_for_batch_shapes
 from train.translate import positive_int
 
 logger = logging.getLogger(__name__)
@@ -144,6 +145,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--json", default=None, help="also write the grid and the choice to this file")
     args = parser.parse_args(argv)
     keep_freed_memory()  # glibc: no page faults for every decoding step's tensors (train/allocator.py)
+    make_room_for_batch_shapes()  # oneDNN: each batch shape's kernels compiled once (train/onednn_cache.py)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:
         beams = [int(k) for k in args.beams.split(",")]
