@@ -50,6 +50,7 @@ import hf_vanilla_transformer as hvt  # noqa: E402
 from benchmarks.bench_matmul import gflops  # noqa: E402
 from train.allocator import allocator_state, keep_freed_memory  # noqa: E402
 from train.baseline import SIZE_FIELDS  # noqa: E402  (the fields Marian and our config share)
+from train.onednn_cache import make_room_for_batch_shapes, primitive_cache_state  # noqa: E402
 from train.precision import native_bf16  # noqa: E402
 
 VOCAB = 8000
@@ -382,21 +383,32 @@ def print_rows(rows: list[dict], widths: tuple[int, int] = (45, 20)) -> None:
         print(f"{row['measurement']:{widths[0]}s} {row['variant']:{widths[1]}s} {details}")
 
 
-def add_allocator_option(parser: argparse.ArgumentParser) -> None:
-    """`--keep-freed-memory`, read by `apply_allocator_option` (shared with `profile_decoding.py`)."""
+def add_process_options(parser: argparse.ArgumentParser) -> None:
+    """`--keep-freed-memory` and `--onednn-cache-room`, read by `apply_process_options` (shared with
+    `bench_translation.py` and `profile_decoding.py`)."""
     parser.add_argument(
         "--keep-freed-memory",
         action="store_true",
         help="glibc keeps freed memory for reuse in this process, as the project's CLIs do (train/allocator.py); "
         "default: the C library's default, as a plain Hugging Face user runs",
     )
+    parser.add_argument(
+        "--onednn-cache-room",
+        action="store_true",
+        help="oneDNN keeps the kernels of every shape in this process, as the project's CLIs do "
+        "(train/onednn_cache.py); default: oneDNN's default cache of 1,024. Only oneDNN's users are affected: our "
+        "model's fp32 decoding and bf16 matrix products, not fp32 F.linear (MKL)",
+    )
 
 
-def apply_allocator_option(args: argparse.Namespace) -> str:
-    """Keep freed memory if `--keep-freed-memory` was given; the allocator's state, for the results."""
+def apply_process_options(args: argparse.Namespace) -> dict[str, str]:
+    """Apply `--keep-freed-memory` / `--onednn-cache-room` if given (before anything uses oneDNN); the process's
+    settings, for the results."""
     if args.keep_freed_memory:
         keep_freed_memory()
-    return allocator_state()
+    if args.onednn_cache_room:
+        make_room_for_batch_shapes()
+    return {"memory_allocator": allocator_state(), "onednn_primitive_cache": primitive_cache_state()}
 
 
 def main() -> None:
@@ -415,14 +427,14 @@ def main() -> None:
         action="store_true",
         help="time decoding in process CPU seconds instead of wall time (a shared machine; best with 1 thread)",
     )
-    add_allocator_option(parser)
+    add_process_options(parser)
     args = parser.parse_args()
-    allocator = apply_allocator_option(args)
+    process = apply_process_options(args)
     rounds = args.rounds or (3 if args.quick else 5)
     presets = args.presets or (["small"] if args.quick or args.decoding_only else ["small", "base"])
     machine = cpu_description() | {"torch": torch.__version__, "transformers": hvt.compat.INSTALLED_TRANSFORMERS.public}
     machine["decoding_clock"] = "process CPU time" if args.cpu_time else "wall time"
-    machine["memory_allocator"] = allocator
+    machine |= process
     threads = torch.get_num_threads()
     if not args.decoding_only:
         peaks = {"fp32": gflops(torch.float32, threads)}

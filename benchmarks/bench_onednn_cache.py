@@ -108,6 +108,8 @@ def main() -> None:
         print(json.dumps(child(args.child == "enlarged", shapes, args.threads)))
         return
 
+    import torch
+
     from benchmarks.bench_model import cpu_description
 
     all_shapes = recipe_batch_shapes()
@@ -134,7 +136,7 @@ def main() -> None:
     speedup = rows[0]["second_pass"] / rows[1]["second_pass"]
     print(f"second pass (every shape seen before): {speedup:.2f}x faster with room for every shape")
     if args.json:
-        machine = cpu_description() | {"threads": args.threads, "clock": "wall"}
+        machine = cpu_description() | {"threads": args.threads, "clock": "wall", "torch": torch.__version__}
         record = {
             "machine": machine,
             "command": " ".join(["python", *sys.argv]),

@@ -15,7 +15,8 @@ decodes our model in transformers' loops instead of this package's (`greedy_sear
 which sentences leave the batch once their translation is final (the same translations, tested).
 
 The two models decode in interleaved rounds (A B A B ...) and the medians are compared: a ratio measured
-in one run on one machine. The CPU, its flags, torch's thread count and the memory allocator are recorded.
+in one run on one machine. The CPU, its flags, torch's thread count, the memory allocator and oneDNN's cache
+are recorded.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import hf_vanilla_transformer as hvt  # noqa: E402
 from benchmarks.bench_model import (  # noqa: E402
-    add_allocator_option,
-    apply_allocator_option,
+    add_process_options,
+    apply_process_options,
     cpu_description,
     interleaved,
     print_rows,
@@ -127,13 +128,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (medians)")
     parser.add_argument("--cpu-time", action="store_true", help="process CPU seconds instead of wall time")
     parser.add_argument("--json", type=Path, help="also write the results here")
-    add_allocator_option(parser)
+    add_process_options(parser)
     args = parser.parse_args(argv)
-    allocator = apply_allocator_option(args)
+    process = apply_process_options(args)
     data = load_split_from_arguments(args)
     sources = list(data["src"])[: args.max_samples]
     machine = cpu_description() | {"torch": torch.__version__, "transformers": hvt.compat.INSTALLED_TRANSFORMERS.public}
-    machine |= {"clock": "process CPU time" if args.cpu_time else "wall time", "memory_allocator": allocator}
+    machine |= {"clock": "process CPU time" if args.cpu_time else "wall time"} | process
     print(json.dumps(machine))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # to_marian's note that Marian has no GNMT penalty: known

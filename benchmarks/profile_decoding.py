@@ -28,8 +28,8 @@ from torch.profiler import ProfilerActivity, profile
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.bench_model import (  # noqa: E402
     VOCAB,
-    add_allocator_option,
-    apply_allocator_option,
+    add_process_options,
+    apply_process_options,
     build,
     cpu_description,
 )
@@ -94,12 +94,12 @@ def main() -> None:
     parser.add_argument(
         "--wall", action="store_true", help="wall-clock seconds (for several threads on a quiet machine); default: CPU"
     )
-    add_allocator_option(parser)
+    add_process_options(parser)
     args = parser.parse_args()
-    allocator = apply_allocator_option(args)
+    process = apply_process_options(args)
     clock = time.perf_counter if args.wall else time.process_time
     machine = cpu_description() | {"torch": torch.__version__, "clock": "wall" if args.wall else "process CPU"}
-    machine["memory_allocator"] = allocator
+    machine |= process
     print(json.dumps(machine))
     results = []
     for beams in args.beams:
