@@ -37,7 +37,6 @@ import statistics
 import subprocess
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import torch
@@ -254,13 +253,14 @@ def bench_training(preset: str, rounds: int, peaks: dict) -> list[dict]:
     return rows
 
 
-@contextlib.contextmanager
 def onednn_off():
-    """torch.backends.mkldnn off: our linear layers take F.linear (MKL) as Marian's do."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # torch's note about TF32 on Intel GPUs
-        with torch.backends.mkldnn.flags(enabled=False):
-            yield
+    """Our linear layers take F.linear (MKL) as Marian's do, whatever this CPU takes by default."""
+    return hvt.onednn.prefer_onednn(False)
+
+
+def onednn_on():
+    """Our linear layers take oneDNN with packed weights, whatever this CPU takes by default (`onednn_pays`)."""
+    return hvt.onednn.prefer_onednn(True)
 
 
 @contextlib.contextmanager
@@ -301,7 +301,8 @@ def bench_decoding(preset: str, rounds: int, ablations: bool = False, clock=time
     """Greedy and beam-4 decoding of 64 sentences of 8-32 tokens, exactly 25 new tokens each.
 
     With `ablations`, also our model with one fast path switched off at a time (`benchmarks/README.md`,
-    "What each change bought"): oneDNN off (F.linear for every linear layer); torch's SDPA kernel for
+    "What each change bought"): oneDNN off (F.linear for every linear layer), or on where this CPU takes F.linear by
+    default (`onednn.onednn_pays`); torch's SDPA kernel for
     the cached steps too (`attention.DECODE_STEP_MAX_QUERIES = 0`); the encoder computing the source's
     padding (`skip_padding=False`); the causal mask built at every step
     (a target mask of ones is passed); transformers' loops instead of `greedy_search.py`'s / `beam_search.py`'s;
@@ -338,7 +339,10 @@ def bench_decoding(preset: str, rounds: int, ablations: bool = False, clock=time
         if ours_bf16 is not None:
             variants["ours, bf16 weights"] = run(ours_bf16, length_penalty_form="hf")
         if ablations:
-            variants["ours, oneDNN off"] = run(ours, context=onednn_off, length_penalty_form="hf")
+            if hvt.onednn.onednn_pays():  # the default takes oneDNN on this CPU: measure without it, and vice versa
+                variants["ours, oneDNN off"] = run(ours, context=onednn_off, length_penalty_form="hf")
+            else:
+                variants["ours, oneDNN on"] = run(ours, context=onednn_on, length_penalty_form="hf")
             variants["ours, SDPA kernel for steps"] = run(ours, context=sdpa_for_steps, length_penalty_form="hf")
             variants["ours, padding computed"] = run(ours_padded, length_penalty_form="hf")
             # A target mask (all ones) makes every step build transformers' causal mask again.

@@ -11,7 +11,16 @@ it can differ from `F.linear` in the last bits of a float.
 `onednn_linear(module, x)` takes that route only where nothing can notice except the speed: inside
 `packed_weights()` (which `generate()` enters), no autograd, fp32 CPU tensors, no autocast, a plain
 `nn.Linear` without hooks, oneDNN available and enabled (`torch.backends.mkldnn.flags(enabled=False)`
-turns it off). Everywhere else it is exactly `module(x)`.
+turns it off), and a CPU on which the route pays (`onednn_pays()`). Everywhere else it is exactly `module(x)`.
+
+Where it pays was measured in the model, decoding (`benchmarks/bench_model.py --decoding-only`, the row "oneDNN
+off" or "oneDNN on"), not assumed: on AMD EPYC CPUs the route made greedy and beam-4 decoding faster in every run
+(up to 1.3x), on an Intel Xeon (Sapphire Rapids class, with AMX) slower in every run of two sessions (greedy
+1.17x-1.23x Marian's speed with `F.linear`, 0.96x-0.98x with oneDNN; `benchmarks/README.md`). `F.linear` on the
+CPU is MKL's sgemm, Intel's library, which chooses its fastest kernels on Intel's CPUs and is known to take
+slower paths on others; there oneDNN's kernels win. So by default (`prefer_onednn(None)`) the route is taken on
+CPUs whose vendor is not Intel, and `prefer_onednn(True)` / `prefer_onednn(False)` decide it for a block
+(tests use it to check the route on every CPU, the benchmark to measure both).
 
 A packed weight is a copy, so it lives only as long as the weights cannot change: one `packed_weights()`
 block, i.e. one `generate()` call (a decoding of many steps reuses it; the next call packs again, a few
@@ -44,7 +53,10 @@ logger = logging.getLogger(__name__)
 # outside the modules: a packed weight is an opaque oneDNN tensor, which `copy.deepcopy` and pickling of the
 # model could not handle.
 _PACKED: contextvars.ContextVar[dict | None] = contextvars.ContextVar("hvt_packed_weights", default=None)
+# Whether to take the route: None decides by the CPU (`onednn_pays`), True / False are a caller's decision.
+_PREFERRED: contextvars.ContextVar[bool | None] = contextvars.ContextVar("hvt_prefer_onednn", default=None)
 _status: dict[str, bool] = {}
+_vendor: dict[str, str] = {}
 
 
 @contextlib.contextmanager
@@ -60,6 +72,44 @@ def packed_weights() -> Iterator[None]:
         yield
     finally:
         _PACKED.reset(token)
+
+
+@contextlib.contextmanager
+def prefer_onednn(preferred: bool | None) -> Iterator[None]:
+    """A block in which the oneDNN route is taken where possible (True), never (False), or where it pays on this
+    CPU (None, the default outside any block; `onednn_pays()`)."""
+    token = _PREFERRED.set(preferred)
+    try:
+        yield
+    finally:
+        _PREFERRED.reset(token)
+
+
+def cpu_vendor() -> str:
+    """The CPU's vendor as Linux reports it (`GenuineIntel`, `AuthenticAMD`, ...); "" where /proc/cpuinfo does not
+    exist or does not say."""
+    if "vendor" not in _vendor:
+        _vendor["vendor"] = ""
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+                for line in cpuinfo:
+                    if line.startswith("vendor_id"):
+                        _vendor["vendor"] = line.split(":", 1)[1].strip()
+                        break
+        except OSError:
+            pass
+    return _vendor["vendor"]
+
+
+def onednn_pays() -> bool:
+    """Whether the oneDNN route is taken here by default: on every CPU but Intel's, where MKL (`F.linear`) was as fast
+    or faster in the model (see the module docstring)."""
+    return cpu_vendor() != "GenuineIntel"
+
+
+def _route_chosen() -> bool:
+    preferred = _PREFERRED.get()
+    return onednn_pays() if preferred is None else preferred
 
 
 def _usable() -> bool:
@@ -92,6 +142,7 @@ def _eligible(module: nn.Module, x: torch.Tensor) -> bool:
         and not module._forward_pre_hooks
         and torch.backends.mkldnn.is_available()
         and torch.backends.mkldnn.enabled
+        and _route_chosen()
         and _usable()
     )
 

@@ -4,7 +4,8 @@
   positions (`beam_cache.BeamSearchCache`, `fold_beams`).
 - A one-token decoding step builds no causal mask (`VanillaTransformerDecoder.forward`).
 - Inside `generate()` (without autograd) every linear layer runs through oneDNN with a weight packed once per
-  call (`onednn.py`); elsewhere it is the plain layer.
+  call (`onednn.py`) on CPUs where that pays; elsewhere it is the plain layer. These tests take the route on every
+  CPU (`prefer_onednn(True)`), and check which CPUs take it by default.
 - A cached step of an SDPA model computes attention for its few queries with plain matrix products
   (`attention.decode_step_attention`) instead of torch's fused kernel.
 
@@ -33,8 +34,15 @@ from hf_vanilla_transformer.beam_cache import (
     unfold_beam_weights,
 )
 from hf_vanilla_transformer.compat import CACHE_NAME
-from hf_vanilla_transformer.onednn import onednn_linear, packed_weights
+from hf_vanilla_transformer.onednn import onednn_linear, packed_weights, prefer_onednn
 from tests.helpers import random_batch, tiny_model
+
+
+@pytest.fixture(autouse=True)
+def onednn_route_on_every_cpu():
+    """The oneDNN route is checked wherever torch has oneDNN, whether or not this CPU takes it by default."""
+    with prefer_onednn(True):
+        yield
 
 
 def _padded_sources(batch: int = 4) -> dict:
@@ -253,6 +261,21 @@ def test_onednn_linear_equals_the_linear_layer_and_follows_weight_updates():
         layer.weight = torch.nn.Parameter(torch.randn(100, 32))  # a new tensor
         torch.testing.assert_close(onednn_linear(layer, x), torch.nn.functional.linear(x, layer.weight, layer.bias))
     assert onednn._PACKED.get() is None  # the packed copies end with the block
+
+
+@pytest.mark.parametrize("vendor, taken", [("AuthenticAMD", True), ("GenuineIntel", False), ("", True)])
+def test_by_default_the_route_is_taken_on_the_cpus_where_it_pays(monkeypatch, vendor, taken):
+    """Measured in the model: faster on AMD EPYC CPUs, slower than MKL's F.linear on an Intel Xeon."""
+    monkeypatch.setattr(onednn, "_vendor", {"vendor": vendor})
+    layer, x = torch.nn.Linear(16, 40), torch.randn(3, 16)
+    with torch.no_grad(), prefer_onednn(None), packed_weights():
+        assert onednn.onednn_pays() is taken
+        torch.testing.assert_close(onednn_linear(layer, x), layer(x))
+        assert (layer in onednn._PACKED.get()) is taken
+        other = torch.nn.Linear(16, 40)
+        with prefer_onednn(not taken):  # a caller's choice wins
+            torch.testing.assert_close(onednn_linear(other, x), other(x))
+            assert (other in onednn._PACKED.get()) is not taken
 
 
 def test_a_packed_weights_block_inside_another_reuses_its_packed_weights():

@@ -211,7 +211,8 @@ def compare(
     return comparison
 
 
-PROCESS_SETTINGS = ("memory_allocator", "onednn_primitive_cache")  # in `machine_description`, but chosen by the process, not the machine
+# In `machine_description`, but chosen by the process, not the machine.
+PROCESS_SETTINGS = ("memory_allocator", "onednn_primitive_cache")
 
 
 def _same_machine(recorded: dict | None, current: dict) -> bool:
