@@ -69,7 +69,8 @@ def scaled_dot_product_attention(
     if attention_mask is not None:
         scores = scores + attention_mask
     weights = nn.functional.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
-    weights = nn.functional.dropout(weights, p=dropout, training=module.training)
+    if dropout and module.training:
+        weights = nn.functional.dropout(weights, p=dropout, training=True)
     output = torch.matmul(weights, value).transpose(1, 2).contiguous()  # (B, T_q, h, d_v)
     return output, weights
 

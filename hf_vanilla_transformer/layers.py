@@ -61,7 +61,9 @@ class ResidualLayerNorm(nn.LayerNorm):
         """
         out = sublayer(self(x) if self.pre_ln else x, **kwargs)
         out, extra = out if isinstance(out, tuple) else (out, None)
-        x = x + nn.functional.dropout(out, p=self.dropout, training=self.training)
+        if self.training and self.dropout:  # (no call at all while decoding: this runs per layer per step)
+            out = nn.functional.dropout(out, p=self.dropout, training=True)
+        x = x + out
         return (x if self.pre_ln else self(x)), extra
 
 
@@ -78,7 +80,8 @@ class PositionwiseFeedForward(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, T, d_model) -> (B, T, d_model), or packed rows (N, d_model) -> (N, d_model)"""
         hidden = self.activation_fn(onednn_linear(self.fc1, x))  # oneDNN when no autograd (onednn.py)
-        hidden = nn.functional.dropout(hidden, p=self.activation_dropout, training=self.training)
+        if self.training and self.activation_dropout:
+            hidden = nn.functional.dropout(hidden, p=self.activation_dropout, training=True)
         return onednn_linear(self.fc2, hidden)
 
 

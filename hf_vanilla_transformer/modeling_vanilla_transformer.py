@@ -164,7 +164,9 @@ class _Stack(VanillaTransformerPreTrainedModel):
         check_positions_fit(past_length, seq_len, self.config.max_position_embeddings, where)
         positions = torch.arange(past_length, past_length + seq_len, device=inputs_embeds.device)
         hidden = inputs_embeds * self.embed_scale + self.embed_positions(positions).to(inputs_embeds.dtype)
-        return nn.functional.dropout(hidden, p=self.dropout, training=self.training)
+        if self.training and self.dropout:
+            hidden = nn.functional.dropout(hidden, p=self.dropout, training=True)
+        return hidden
 
     def finish(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return self.layer_norm(hidden_states) if self.layer_norm is not None else hidden_states

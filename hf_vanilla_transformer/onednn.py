@@ -131,18 +131,17 @@ def _usable() -> bool:
 
 def _eligible(module: nn.Module, x: torch.Tensor) -> bool:
     return (
-        not torch.is_grad_enabled()
-        and type(module) is nn.Linear
+        type(module) is nn.Linear
         and x.dtype == torch.float32
         and module.weight.dtype == torch.float32
         and x.device.type == "cpu"
         and module.weight.device.type == "cpu"
-        and not torch.is_autocast_enabled("cpu")
         and not module._forward_hooks
         and not module._forward_pre_hooks
+        and not torch.is_grad_enabled()
+        and not torch.is_autocast_enabled("cpu")
         and torch.backends.mkldnn.is_available()
         and torch.backends.mkldnn.enabled
-        and _route_chosen()
         and _usable()
     )
 
@@ -151,7 +150,7 @@ def onednn_linear(module: nn.Linear, x: torch.Tensor) -> torch.Tensor:
     """`module(x)`, x (..., in_features) -> (..., out_features), through oneDNN with a packed weight
     inside `packed_weights()` when that is invisible (see the module docstring), else exactly `module(x)`."""
     packed = _PACKED.get()
-    if packed is None or not _eligible(module, x):
+    if packed is None or not _route_chosen() or not _eligible(module, x):  # cheapest first: called per layer per step
         return module(x)
     weight = module.weight
     key = (weight.data_ptr(), weight._version, tuple(weight.shape))
