@@ -16,7 +16,7 @@ turns it off), and a CPU on which the route pays (`onednn_pays()`). Everywhere e
 Where it pays was measured in the model, decoding (`benchmarks/bench_model.py --decoding-only`, the row "oneDNN
 off" or "oneDNN on"), not assumed: on AMD EPYC CPUs the route made greedy and beam-4 decoding faster in every run
 (up to 1.3x), on an Intel Xeon (Sapphire Rapids class, with AMX) slower in every run of two sessions (greedy
-1.17x-1.23x Marian's speed with `F.linear`, 0.96x-0.98x with oneDNN; `benchmarks/README.md`). `F.linear` on the
+1.22x-1.23x Marian's speed with `F.linear`, 0.96x-1.04x with oneDNN; `benchmarks/README.md`). `F.linear` on the
 CPU is MKL's sgemm, Intel's library, which chooses its fastest kernels on Intel's CPUs and is known to take
 slower paths on others; there oneDNN's kernels win. So by default (`prefer_onednn(None)`) the route is taken on
 CPUs whose vendor is not Intel, and `prefer_onednn(True)` / `prefer_onednn(False)` decide it for a block
