@@ -253,16 +253,6 @@ def bench_training(preset: str, rounds: int, peaks: dict) -> list[dict]:
     return rows
 
 
-def onednn_off():
-    """Our linear layers take F.linear (MKL) as Marian's do, whatever this CPU takes by default."""
-    return hvt.onednn.prefer_onednn(False)
-
-
-def onednn_on():
-    """Our linear layers take oneDNN with packed weights, whatever this CPU takes by default (`onednn_pays`)."""
-    return hvt.onednn.prefer_onednn(True)
-
-
 @contextlib.contextmanager
 def sdpa_for_steps():
     """Cached decoding steps call torch's SDPA kernel, as every other attention call does."""
@@ -339,10 +329,12 @@ def bench_decoding(preset: str, rounds: int, ablations: bool = False, clock=time
         if ours_bf16 is not None:
             variants["ours, bf16 weights"] = run(ours_bf16, length_penalty_form="hf")
         if ablations:
-            if hvt.onednn.onednn_pays():  # the default takes oneDNN on this CPU: measure without it, and vice versa
-                variants["ours, oneDNN off"] = run(ours, context=onednn_off, length_penalty_form="hf")
-            else:
-                variants["ours, oneDNN on"] = run(ours, context=onednn_on, length_penalty_form="hf")
+            # The linear route this CPU does not take by default (`onednn.onednn_pays`): F.linear (MKL), as Marian's
+            # layers, where oneDNN pays; oneDNN with packed weights where it does not.
+            pays = hvt.onednn.onednn_pays()
+            variants[f"ours, oneDNN {'off' if pays else 'on'}"] = run(
+                ours, context=functools.partial(hvt.onednn.prefer_onednn, not pays), length_penalty_form="hf"
+            )
             variants["ours, SDPA kernel for steps"] = run(ours, context=sdpa_for_steps, length_penalty_form="hf")
             variants["ours, padding computed"] = run(ours_padded, length_penalty_form="hf")
             # A target mask (all ones) makes every step build transformers' causal mask again.
