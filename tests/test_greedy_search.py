@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from hf_vanilla_transformer.decoding_call import DecodingCall
+from hf_vanilla_transformer.greedy_search import first_argmax
 from tests.helpers import both_loops, random_sources, tiny_model
 
 # A small vocabulary makes </s> likely from a random model: sentences end at many different lengths.
@@ -100,3 +101,29 @@ def test_a_padded_batch_without_its_mask_decodes_as_with_it(beams: int, own_loop
         without = model.generate(input_ids=batch["input_ids"], num_beams=beams)
         with_mask = model.generate(**batch, num_beams=beams)
     assert torch.equal(without, with_mask)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("width", [5, 255, 256, 257, 300, 383, 384, 5000, 8000])
+@pytest.mark.parametrize("kind", ["ties", "nan", "some -inf", "all -inf", "inf"])
+def test_first_argmax_is_argmax(dtype: torch.dtype, width: int, kind: str) -> None:
+    """`first_argmax` is torch's `argmax` exactly: the first of equal scores (small integer scores make many ties,
+    across blocks and within them), NaN counted as the largest as `argmax` counts it, infinities, rows of -inf (every
+    token forbidden), widths shorter than two blocks, a multiple of the block and with scores left after the last
+    block."""
+    generator = torch.Generator().manual_seed(width)
+    for _ in range(20):
+        scores = torch.randint(-3, 4, (6, width), generator=generator).float()
+        where = torch.rand(6, width, generator=generator)
+        if kind == "nan":
+            scores[where < 0.005] = float("nan")
+            scores[0, -1] = float("nan")  # only in the scores after the last block, in one row
+            scores[0, :-1] = scores[0, :-1].nan_to_num(0.0)
+        elif kind == "some -inf":
+            scores[where < 0.5] = float("-inf")
+        elif kind == "all -inf":
+            scores[:] = float("-inf")
+        elif kind == "inf":
+            scores[where < 0.002] = float("inf")
+        scores = scores.to(dtype)
+        assert torch.equal(first_argmax(scores), scores.argmax(dim=-1))
