@@ -13,7 +13,8 @@ At every step, each sentence still decoding appends its most probable next token
 `</s>`), then `pad_token_id` as filler up to the batch's longest result.
 
 The most probable token is `first_argmax`'s: `argmax` computed another way, because torch's CPU `argmax` compares one
-element at a time and took about 5% of a greedy step (a (64, 8000) argmax per step, `benchmarks/README.md`).
+element at a time and took about 5% of a greedy step (a (64, 8000) argmax per step;
+`benchmarks/results/decoding-profile-session11.txt`).
 """
 
 from __future__ import annotations
@@ -37,8 +38,9 @@ def first_argmax(scores: torch.Tensor) -> torch.Tensor:
     CPU's vector instructions. So the row is cut into blocks of `ARGMAX_BLOCK` scores: `amax` gives each block's
     largest score, `argmax` over those few numbers the first block that holds the row's largest, and `argmax`
     within that one block its place; the scores that do not fill a last block are compared separately. At the
-    decoding shapes it is several times faster than `argmax` (`benchmarks/bench_argmax.py`). Elsewhere than on the
-    CPU, and for rows shorter than two blocks, it is `argmax`.
+    decoding shapes it is several times faster than `argmax` (1.5x-6x from 64 rows up; with 8 rows a few
+    microseconds slower; `benchmarks/bench_argmax.py`). Elsewhere than on the CPU, and for rows shorter than two
+    blocks, it is `argmax`.
     """
     batch, width = scores.shape
     blocks = width // ARGMAX_BLOCK
