@@ -137,13 +137,31 @@ def average_checkpoints(checkpoint_dirs: Sequence[str | Path], output_dir: str |
     with safe_open(_weights_file(inputs[-1]), framework="pt") as last:
         metadata = dict(last.metadata() or {"format": "pt"})
     metadata["averaged_checkpoints"] = ",".join(path.name for path in inputs)
+    return _write_checked(averaged, inputs[-1], output, metadata)
 
+
+def write_model_folder(
+    weights: dict[str, torch.Tensor],
+    template: str | Path,
+    output_dir: str | Path,
+    metadata: dict[str, str],
+    overwrite: bool = False,
+) -> Path:
+    """The model folder `output_dir`: `weights` (with `metadata`) as its `model.safetensors`, and the
+    `COPIED_FILES` of the checkpoint `template`; the same checks and the same replace-when-complete as
+    `average_checkpoints`. Returns `output_dir`."""
+    template, output = Path(template), Path(output_dir)
+    check_output_dir(output, [template], overwrite)
+    return _write_checked(weights, template, output, metadata)
+
+
+def _write_checked(weights: dict[str, torch.Tensor], template: Path, output: Path, metadata: dict[str, str]) -> Path:
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
     try:
-        save_file(averaged, staging / WEIGHTS_NAME, metadata=metadata)
+        save_file(weights, staging / WEIGHTS_NAME, metadata=metadata)
         for pattern in COPIED_FILES:
-            for source in inputs[-1].glob(pattern):
+            for source in template.glob(pattern):
                 shutil.copy2(source, staging / source.name)
         _replace_dir(staging, output)
     finally:

@@ -94,6 +94,12 @@ class TrainConfig:
     keep_checkpoints: int = 5
     """Checkpoints kept besides the best one; the last `average_last` are averaged (§6.1)."""
     average_last: int = 5
+    ema_decay: float | None = None
+    """Not in the paper: also keep an exponential moving average of the weights with this decay per step
+    (`train.ema`; it spans about 1 / (1 - decay) steps), saved in each checkpoint and as `model-ema/`."""
+    final_weights: str = "average"
+    """Which weights become `model/`: `average` (the last `average_last` checkpoints, §6.1), `ema` or
+    `validation` (the one of the two with the higher BLEU on `eval_split`); the last two need `ema_decay`."""
     eval_num_beams: int = 1
     """Beam size of the BLEU computed during training (greedy by default, for speed)."""
     test_num_beams: int | None = None
@@ -162,6 +168,7 @@ class TrainConfig:
         if not 0.0 <= self.cooldown_fraction < 1.0:
             problems.append(f"cooldown_fraction must be in [0, 1), got {self.cooldown_fraction}")
         problems += self._tuning_problems()
+        problems += self._weights_problems()
         if self.precision not in PRECISIONS:
             problems.append(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.lr_factor <= 0:
@@ -212,6 +219,17 @@ class TrainConfig:
             )
         return problems
 
+    def _weights_problems(self) -> list[str]:
+        """What is wrong with the final-weights settings (`ema_decay`, `final_weights`)."""
+        problems = []
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            problems.append(f"ema_decay must be in (0, 1) or null, got {self.ema_decay}")
+        if self.final_weights not in FINAL_WEIGHTS:
+            problems.append(f"final_weights must be one of {FINAL_WEIGHTS}, got {self.final_weights!r}")
+        elif self.final_weights != "average" and self.ema_decay is None:
+            problems.append(f"final_weights={self.final_weights!r} needs ema_decay (the EMA is kept only with it)")
+        return problems
+
     @property
     def tunes_decoding(self) -> bool:
         """Whether the run chooses its beam and length penalty on the validation split after training."""
@@ -259,6 +277,9 @@ NOT_MODEL_SETTINGS = {
     "length_penalty_form": "a decoding setting, in the model's generation_config, not a model one",
 }
 """Former model config fields (older folders still have them) and where they live now."""
+
+FINAL_WEIGHTS = ("average", "ema", "validation")
+"""`final_weights` choices: which weights become a run's `model/` (`train.ema.choose_final_weights`)."""
 
 POSITIVE = (
     "vocab_size",

@@ -518,11 +518,16 @@ def card_results(cfg: TrainConfig, test: Mapping[str, Any] | None) -> dict[str, 
 
 
 def hyperparameters(
-    cfg: TrainConfig, state: Any = None, machine: Mapping[str, Any] | None = None, precision: str | None = None
+    cfg: TrainConfig,
+    state: Any = None,
+    machine: Mapping[str, Any] | None = None,
+    precision: str | None = None,
+    final_weights: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The training settings shown in the card, in display order. `machine` (as
     `train.precision.machine_description` gives it) and `precision` (`"fp32"` or `"bf16"`) are those the
-    run trained with: by default this machine's and what `cfg.precision` picks on it."""
+    run trained with: by default this machine's and what `cfg.precision` picks on it. `final_weights`: the
+    run's choice between averaged checkpoints and the EMA (`train.ema.choose_final_weights`), if it kept one."""
     width = "d_model" if cfg.model_type == "vanilla-transformer" else "hidden_size"  # train.train.model_width
     values = {
         "preset": cfg.preset if not cfg.init_from else f"fine-tuned from {cfg.init_from}",
@@ -537,6 +542,8 @@ def hyperparameters(
         "checkpoints averaged": cfg.average_last,
         "seed": cfg.seed,
     }
+    if cfg.ema_decay is not None:
+        values["final weights"] = final_weights_text(cfg, final_weights)
     if cfg.init_embeddings:
         vectors = (
             "skip-gram vectors of the training text (gensim)"
@@ -564,6 +571,24 @@ def hyperparameters(
     return values
 
 
+def final_weights_text(cfg: TrainConfig, final_weights: Mapping[str, Any] | None) -> str:
+    """What the card says of the final weights of a run that kept an EMA: the last checkpoints averaged (§6.1)
+    or the EMA, and how they were chosen (`final_weights`, as `train.ema.choose_final_weights` returns it)."""
+    names = {
+        "average": f"the last {cfg.average_last} checkpoints averaged (§6.1)",
+        "ema": f"an exponential moving average of the weights (decay {cfg.ema_decay:g})",
+    }
+    if final_weights is None:
+        return f"{names['average']}, or {names['ema']}, as final_weights={cfg.final_weights} chooses"
+    chosen = final_weights["chosen"]
+    other = "average" if chosen == "ema" else "ema"
+    text = names[chosen]
+    scores = final_weights.get("validation_bleu")
+    if scores:
+        text += f"; chosen on {cfg.eval_split} over {names[other]}: BLEU {scores[chosen]:.2f}, {scores[other]:.2f}"
+    return text
+
+
 def write_model_card(
     cfg: TrainConfig,
     model: Any,
@@ -572,10 +597,11 @@ def write_model_card(
     state: Any = None,
     machine: Mapping[str, Any] | None = None,
     precision: str | None = None,
+    final_weights: Mapping[str, Any] | None = None,
 ) -> Path:
     """Build the card of a training run's final `model` (saved in `model_dir`) and save it there as
-    `README.md`. `test`: the run's test results, `state`: the Trainer's state; `machine` and `precision`
-    as in `hyperparameters`."""
+    `README.md`. `test`: the run's test results, `state`: the Trainer's state; `machine`, `precision` and
+    `final_weights` as in `hyperparameters`."""
     model_dir = Path(model_dir)
     repo_id = cfg.push_to_hub or f"your-username/{Path(cfg.output_dir).name}"
     dataset_name = "tatoeba-cmn-eng" if "tatoeba" in cfg.dataset else cfg.dataset
@@ -592,7 +618,7 @@ def write_model_card(
         tgt_lang=cfg.tgt_lang,
         dataset_name=dataset_name,
         results=card_results(cfg, test),
-        hyperparameters=hyperparameters(cfg, state, machine, precision),
+        hyperparameters=hyperparameters(cfg, state, machine, precision, final_weights),
         base_model=cfg.init_from
         if cfg.init_from and "/" in cfg.init_from and not Path(cfg.init_from).exists()
         else None,
@@ -620,5 +646,12 @@ def rewrite_model_card(run_dir: str | Path) -> Path:
     model, _ = load_model(run_dir / "model")
     state = SimpleNamespace(global_step=summary["steps"], epoch=summary.get("epochs"))
     return write_model_card(
-        cfg, model, run_dir / "model", summary.get("test"), state, summary.get("machine"), summary.get("precision")
+        cfg,
+        model,
+        run_dir / "model",
+        summary.get("test"),
+        state,
+        summary.get("machine"),
+        summary.get("precision"),
+        summary.get("final_weights"),
     )

@@ -19,7 +19,8 @@ What a run does, and where it writes (`output_dir`):
    (`checkpoint-*/`, `metrics.jsonl`); with `max_train_minutes` it stops on time, and the progress
    bar counts minutes of the budget;
 5. averages the last `average_last` checkpoints (§6.1) into `model/`, the final model (replaced
-   only once the new one is complete);
+   only once the new one is complete); with `ema_decay`, the run also kept an average of its weights
+   over the steps (`train.ema`), and `final_weights` says which of the two becomes `model/`;
 6. loads `model/` once and evaluates it on the test split with the model's decoding settings
    (`model/results.<split>.json`, `model/hyp.<split>.<lang>`), draws `training_curves.png`, and
    writes the model card `model/README.md`.
@@ -76,6 +77,7 @@ from train.data import (
     tokenize_dataset,
 )
 from train.decoding_check import DecodingCheckCallback
+from train.ema import EmaCallback, choose_final_weights
 from train.evaluate import score
 from train.init_embeddings import WORD2VEC, init_embeddings_from_file, vectors_file, word2vec_for_run
 from train.lines import write_text_atomic
@@ -367,6 +369,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     time_budget = TimeBudgetCallback(cfg.max_train_minutes) if cfg.max_train_minutes is not None else None
     if time_budget is not None:
         callbacks.append(time_budget)
+    if cfg.ema_decay is not None:
+        callbacks.append(EmaCallback(cfg.ema_decay))
     if cfg.early_stopping_patience is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.early_stopping_patience))
     trainer = TokenBudgetSeq2SeqTrainer(
@@ -436,16 +440,46 @@ def finish(cfg: TrainConfig, trainer: TokenBudgetSeq2SeqTrainer, output_dir: Pat
     averaged = save_final_model(cfg, trainer, output_dir, model_dir)
     logger.info("final model: %s (average of %s)", model_dir, averaged or "no checkpoints: last weights")
     results: dict[str, Any] = {"model_dir": str(model_dir), "averaged_checkpoints": averaged}
+    if cfg.ema_decay is not None:
+        results["final_weights"] = choose_final_weights(
+            cfg.final_weights,
+            output_dir,
+            trainer.state.global_step,
+            lambda folder, name: validation_bleu(cfg, folder, raw, name),
+        )
     model, evaluation = evaluate_final_model(cfg, output_dir, raw)
     results.update(evaluation)
     if (output_dir / "metrics.jsonl").is_file():
         results["plot"] = str(plot_metrics(output_dir / "metrics.jsonl", output_dir / "training_curves.png"))
-    write_model_card(cfg, model, model_dir, results.get("test"), trainer.state)
+    write_model_card(
+        cfg, model, model_dir, results.get("test"), trainer.state, final_weights=results.get("final_weights")
+    )
     if cfg.push_to_hub:
         from train.hub import push_model_folder
 
         results["pushed_to"] = push_model_folder(model_dir, cfg.push_to_hub)
     return results
+
+
+def validation_bleu(cfg: TrainConfig, model_dir: Path, raw: DatasetDict, name: str) -> float:
+    """BLEU of the model folder `model_dir` on `cfg.eval_split` (all of it), decoded as the test split will be
+    unless the run tunes its decoding afterwards (`test_num_beams` / `length_penalty`, else the model's generation
+    config: §6.1's beam 4, α 0.6); hypotheses and results in `<run>/final-weights/<name>/`."""
+    from train.tune_decoding import tune_decoding
+
+    model, tokenizer = load_model(model_dir)
+    defaults = model.generation_config
+    tuning = tune_decoding(
+        model,
+        tokenizer,
+        raw[cfg.eval_split],
+        split=cfg.eval_split,
+        tgt_lang=cfg.tgt_lang,
+        num_beams=[cfg.test_num_beams or defaults.num_beams or 1],
+        length_penalties=[cfg.length_penalty if cfg.length_penalty is not None else defaults.length_penalty],
+        output_dir=Path(cfg.output_dir) / "final-weights" / name,
+    )
+    return tuning["grid"][0]["bleu"]
 
 
 def evaluate_final_model(cfg: TrainConfig, output_dir: Path, raw: DatasetDict) -> tuple[Any, dict[str, Any]]:
