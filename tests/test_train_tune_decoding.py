@@ -271,6 +271,8 @@ def test_rescore_refuses_other_training_settings_and_unfinished_runs(finished_ru
         ({"tune_length_penalties": [0.6, 1.0, 1.4]}, 40 / 20 * (3 * 4) + 30 / 20 * 4),
         ({"tune_num_beams": [1, 2], "tune_length_penalties": [0.6, 1.0]}, 40 / 20 * (1 + 2 + 2) + 30 / 20 * 2),
         ({"test_split": None}, None),
+        ({"ema_decay": 0.99, "final_weights": "validation"}, 2 * 40 / 20 * 4 + 30 / 20 * 4),
+        ({"ema_decay": 0.99, "final_weights": "ema"}, 30 / 20 * 4),
     ],
 )
 def test_progress_estimate_counts_the_decoding_grid_and_the_test(tmp_path, settings, expected):

@@ -240,7 +240,8 @@ def training_arguments(cfg: TrainConfig, d_model: int, precision: str = "fp32") 
 
 
 def after_training_estimate(cfg: TrainConfig, model, raw: DatasetDict) -> float | None:
-    """Seconds of translation after training per second of validation during it: the decoding grid on the
+    """Seconds of translation after training per second of validation during it: with `final_weights:
+    validation`, both candidate weights on the whole validation split; the decoding grid on the
     whole validation split (`tune_num_beams` x `tune_length_penalties`), then the test split, each over the
     validation set's size and beam (a rough estimate for the progress display; beam search costs about
     linearly in the beam). None when nothing is translated after training."""
@@ -248,6 +249,9 @@ def after_training_estimate(cfg: TrainConfig, model, raw: DatasetDict) -> float 
 
     eval_pairs = max(min(len(raw[cfg.eval_split]), cfg.max_eval_samples or len(raw[cfg.eval_split])), 1)
     estimate = 0.0
+    if cfg.ema_decay is not None and cfg.final_weights == "validation":  # both candidates on the validation split
+        beams = cfg.test_num_beams or model.generation_config.num_beams or 1
+        estimate += 2 * len(raw[cfg.eval_split]) / eval_pairs * beams / cfg.eval_num_beams
     if cfg.tunes_decoding:
         defaults = model.generation_config
         grid = decoding_grid(
