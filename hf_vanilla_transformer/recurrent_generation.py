@@ -14,6 +14,11 @@ model the whole decoder prefix on the first step and then one token per step, an
 `RecurrentGenerationMixin` is the package's `PaperGenerationMixin` (the §6.1 decoding defaults of the Transformer,
 so that all models here decode alike) that starts each `generate()` call with an empty `RecurrentStateCache`
 (transformers would otherwise build a key/value `DynamicCache`).
+
+Assisted generation (a draft model, prompt lookup or early exit) lets the model read draft tokens and then crops
+the cache back to the accepted prefix. A recurrent state cannot be cropped back, so `generate()` refuses it with a
+clear error. transformers up to 5.24 refused it itself for models marked `_is_stateful`; 5.25 dropped that flag
+and would go ahead, so the refusal lives here, the same on every release.
 """
 
 from __future__ import annotations
@@ -77,6 +82,10 @@ class RecurrentStateCache(Cache):
         self.seen_tokens = 0
 
 
+ASSISTED_GENERATION_ARGUMENTS = ("assistant_model", "prompt_lookup_num_tokens", "assistant_early_exit")
+"""The `generate()` arguments (or generation-config fields) that select assisted generation."""
+
+
 class RecurrentGenerationMixin(PaperGenerationMixin):
     """`PaperGenerationMixin` whose `generate()` caches the recurrent state (`RecurrentStateCache`)."""
 
@@ -84,6 +93,17 @@ class RecurrentGenerationMixin(PaperGenerationMixin):
         """`PaperGenerationMixin.generate` (beam 4, GNMT length penalty 0.6, at most input length + 50 new tokens by
         default), with an empty `RecurrentStateCache` unless `use_cache=False` or a cache is given."""
         config = generation_config or self.generation_config
+        requested = [
+            name
+            for name in ASSISTED_GENERATION_ARGUMENTS
+            if kwargs.get(name) is not None or getattr(config, name, None) is not None
+        ]
+        if requested:
+            raise ValueError(
+                f"{type(self).__name__} does not support assisted generation (given: {', '.join(requested)}): its "
+                "cache is a recurrent state, which cannot be rolled back to a shorter prefix when draft tokens are "
+                "rejected. Decode with greedy or beam search instead."
+            )
         use_cache = kwargs.get("use_cache", config.use_cache)
         no_cache_given = kwargs.get("cache") is None and kwargs.get("past_key_values") is None
         if use_cache is not False and no_cache_given:

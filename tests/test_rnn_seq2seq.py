@@ -211,6 +211,22 @@ def test_a_key_value_cache_is_refused():
         model(**random_batch(), cache=DynamicCache(), use_cache=True)
 
 
+@pytest.mark.parametrize(
+    "assistance",
+    [{"prompt_lookup_num_tokens": 2}, {"assistant_early_exit": 1}, {"assistant_model": "draft"}],
+    ids=["prompt_lookup", "early_exit", "draft_model"],
+)
+def test_assisted_generation_is_refused_on_every_release(assistance):
+    """A recurrent state cannot be cropped back to the accepted prefix. transformers <= 5.24 refused assisted
+    generation for `_is_stateful` models; 5.25 dropped the flag, so the model refuses it itself."""
+    model = tiny_rnn("rnn_search")
+    if "assistant_model" in assistance:
+        assistance = {"assistant_model": tiny_rnn("rnn_search", seed=1)}
+    name = next(iter(assistance))
+    with pytest.raises(ValueError, match=rf"does not support assisted generation \(given: {name}\)"):
+        model.generate(**sources(), max_new_tokens=3, **assistance)
+
+
 def test_a_source_without_tokens_is_refused():
     model = tiny_rnn("rnn_encoder_decoder")
     batch = random_batch()
