@@ -26,7 +26,7 @@ def test_time_budget_bar_counts_minutes_and_estimates_the_end_of_the_run(capsys,
     clock["now"] += 180  # 3 of 12 minutes
     callback.on_step_end(args, trainer_state(380), control)
     assert callback.training_bar.n == pytest.approx(3.0) and callback.training_bar.total == 12
-    assert callback.status(380).startswith(", step 380, training ends ") and "run ends" not in callback.status(380)
+    assert callback.status(380).startswith("step 380, training ends ") and "run ends" not in callback.status(380)
 
     callback.on_evaluate(args, trainer_state(380), control, metrics={"eval_runtime": 24.0})
     assert callback.after_training_seconds == 120.0  # 24 s of validation x 5
@@ -35,7 +35,7 @@ def test_time_budget_bar_counts_minutes_and_estimates_the_end_of_the_run(capsys,
     assert callback.status(380).endswith(f"run ends ≈ {expected}")
     callback.on_train_end(args, trainer_state(380), control)
     shown = capsys.readouterr().err
-    assert "3.0/12 min" in shown and "100000" not in shown
+    assert "3.0/12 min, step 380, training ends" in shown and "100000" not in shown and ", ," not in shown
 
 
 def write_log(path, rows, tail: str = "") -> None:

@@ -179,10 +179,11 @@ class TimeBudgetProgressCallback(ProgressCallback):
             self.after_training_seconds = metrics["eval_runtime"] * self.after_training_per_eval_second
 
     def status(self, step: int) -> str:
-        """`step 380, training ends 14:05, run ends ≈ 14:09` (clock times of this machine)."""
+        """`step 380, training ends 14:05, run ends ≈ 14:09` (clock times of this machine); tqdm puts the ", "
+        before a postfix itself."""
         now = time.time()
         training_end = now + max(self.minutes * 60 - (time.monotonic() - self.start), 0.0)
-        text = f", step {step}, training ends {time.strftime('%H:%M', time.localtime(training_end))}"
+        text = f"step {step}, training ends {time.strftime('%H:%M', time.localtime(training_end))}"
         if self.after_training_seconds is not None:
             run_end = training_end + self.after_training_seconds
             text += f", run ends ≈ {time.strftime('%H:%M', time.localtime(run_end))}"

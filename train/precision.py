@@ -52,7 +52,8 @@ def choose_precision(setting: str = "auto", flags: set[str] | None = None) -> st
             reason = "the CPU has " + ", ".join(flag for flag in NATIVE_BF16_FLAGS if flag in present)
         else:
             reason = "the CPU has no native bf16 matrix instructions"
-        logger.info("precision: %s autocast (auto: %s)", chosen, reason)
+        arithmetic = "bf16 autocast" if chosen == "bf16" else "fp32, no autocast"
+        logger.info("precision: %s (auto: %s)", arithmetic, reason)
         return chosen
     if setting == "bf16" and not has_bf16:
         logger.warning(
