@@ -24,6 +24,13 @@ def gflops(dtype: torch.dtype, threads: int, m: int = 2048, k: int = 1024, n: in
     return 2 * m * k * n * repeats / (time.perf_counter() - start) / 1e9
 
 
+def peak_gflops(dtype: torch.dtype, threads: int, trials: int = 7, repeats: int = 10) -> float:
+    """The best of `trials` timings of `gflops`: a peak. One timing can land far below it on a virtual machine
+    (one 2-core AVX2 EPYC gave 44, then 76-148 GFLOP/s from call to call), and a peak measured low makes every
+    MFU computed against it too high, even above 1."""
+    return max(gflops(dtype, threads, repeats=repeats) for _ in range(trials))
+
+
 def main() -> None:
     print(f"torch {torch.__version__}, CPU capability {torch.backends.cpu.get_cpu_capability()}")
     print(f"{'threads':>7s} {'fp32 GFLOP/s':>13s} {'bf16 GFLOP/s':>13s} {'bf16/fp32':>9s}")

@@ -119,6 +119,20 @@ def test_missing_results_say_which_command_makes_them(tmp_path):
     text = rewrite(README, tmp_path)
     assert "No trained models yet: run the recipe, then `make cards`." in text
     assert "Not measured yet: run `make compare`" in text
+    avx2 = rewrite(f"{begin_marker('recipe-vs-baseline-avx2')}\n{end_marker('recipe-vs-baseline-avx2')}\n", tmp_path)
+    assert "run `python -m train.compare_baseline --output results/recipe-vs-baseline-avx2.json`" in avx2
+
+
+def test_each_comparison_file_has_its_own_table(root):
+    """The AVX2 comparison is read from its own file, and the default table is not."""
+    comparison = json.loads((root / "results" / "recipe-vs-baseline.json").read_text())
+    comparison["bleu_difference"] = 9.66
+    (root / "results" / "recipe-vs-baseline-avx2.json").write_text(json.dumps(comparison))
+    both = f"{begin_marker('recipe-vs-baseline')}\n{end_marker('recipe-vs-baseline')}\n" + (
+        f"{begin_marker('recipe-vs-baseline-avx2')}\n{end_marker('recipe-vs-baseline-avx2')}\n"
+    )
+    default, avx2 = rewrite(both, root).split(begin_marker("recipe-vs-baseline-avx2"))
+    assert "**+9.7**" in avx2 and "**+9.7**" not in default and "results/recipe-vs-baseline-avx2.json" in avx2
 
 
 def test_bad_markers_are_errors_naming_them(root):

@@ -15,7 +15,9 @@ tables (`TABLES`) and the files each is built from:
 
 - `trained-models`: `model_cards/*.results.json` (`make cards` copies each recipe run's `summary.json`
   there): test scores with the run's training time, steps, precision, machine and seed;
-- `recipe-vs-baseline`: `results/recipe-vs-baseline.json` (`python -m train.compare_baseline`);
+- `recipe-vs-baseline`: `results/recipe-vs-baseline.json` (`python -m train.compare_baseline`), and
+  `recipe-vs-baseline-avx2`: `results/recipe-vs-baseline-avx2.json`, the same comparison on a CPU without
+  native bf16 (`--output` names the file);
 - `ablations`: `results/ablations/*.json` (`python -m train.ablations`), mean ± sd over seeds;
 - `side-by-side`: `results/side-by-side.json` (`python -m train.compare_models`): the Transformer and the
   recurrent models on the same data, tokenizer and budget;
@@ -28,6 +30,7 @@ A table whose files do not exist yet says which command makes them.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import re
 import sys
@@ -108,11 +111,13 @@ def trained_models_table(root: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def recipe_vs_baseline_table(root: Path) -> str:
-    """The two runs of `results/recipe-vs-baseline.json` and their difference."""
-    path = root / "results" / "recipe-vs-baseline.json"
+def recipe_vs_baseline_table(root: Path, file_name: str = "recipe-vs-baseline.json") -> str:
+    """The two runs of `results/<file_name>` (`python -m train.compare_baseline`) and their difference."""
+    path = root / "results" / file_name
     if not path.is_file():
-        return "Not measured yet: run `make compare` (`python -m train.compare_baseline`).\n"
+        if file_name == "recipe-vs-baseline.json":
+            return "Not measured yet: run `make compare` (`python -m train.compare_baseline`).\n"
+        return f"Not measured yet: run `python -m train.compare_baseline --output results/{file_name}`.\n"
     comparison = _read(path)
     lines = [
         "| run | command | training | BLEU | chrF | precision | decoding |",
@@ -194,6 +199,7 @@ def recipe_seeds_table(root: Path) -> str:
 TABLES: dict[str, Callable[[Path], str]] = {
     "trained-models": trained_models_table,
     "recipe-vs-baseline": recipe_vs_baseline_table,
+    "recipe-vs-baseline-avx2": functools.partial(recipe_vs_baseline_table, file_name="recipe-vs-baseline-avx2.json"),
     "ablations": ablations_table,
     "side-by-side": side_by_side_table,
     "recipe-seeds": recipe_seeds_table,
