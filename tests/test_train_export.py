@@ -9,6 +9,7 @@ at every length (empty, short, long, and at the length limit), not only at the l
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import pytest
@@ -17,6 +18,7 @@ import torch
 import hf_vanilla_transformer as hvt
 from tests._tiny_tokenizer import SAMPLE_LINES
 from tests.helpers import MULTI30K, random_batch, tiny_model
+from train.precision import int8_sums_saturate
 
 EOS = 2
 
@@ -90,7 +92,10 @@ def test_ctranslate2_log_probs_equal_ours(ct2, tokenizer):
         int8_errors.append((torch.tensor(quantized.log_probs) - ours).abs())
     int8_errors = torch.cat(int8_errors)
     assert int8_errors.max() > 0  # int8 weights really are different
-    assert int8_errors.mean() < 0.05 and int8_errors.max() < 0.3, (int8_errors.mean(), int8_errors.max())
+    # Without VNNI, int8 products are summed in 16 bits and saturate (`int8_sums_saturate`): these random weights
+    # gave a mean error of 0.45 and a maximum of 1.33 on an AVX2-only AMD EPYC, against < 0.05 and < 0.3 with VNNI.
+    mean_bound, max_bound = (1.0, 3.0) if int8_sums_saturate() else (0.05, 0.3)
+    assert int8_errors.mean() < mean_bound and int8_errors.max() < max_bound, (int8_errors.mean(), int8_errors.max())
 
 
 @pytest.mark.parametrize("num_beams", [1, 4])
@@ -132,7 +137,37 @@ def test_int8_runs_and_mostly_agrees(ct2, tokenizer):
     exact = translator(fp32).translate_batch(sources, **settings)
     quantized = translator(int8).translate_batch(sources, **settings)
     same = sum(a.hypotheses[0] == b.hypotheses[0] for a, b in zip(exact, quantized, strict=True))
-    assert same >= 0.6 * len(sources), same  # random weights have many near-ties; see --check multi30k
+    # Random weights have many near-ties; see --check multi30k for a trained model. Without VNNI (saturating int8
+    # sums) 13 of these 40 were identical on an AVX2-only AMD EPYC.
+    share = 0.2 if int8_sums_saturate() else 0.6
+    assert same >= share * len(sources), same
+
+
+@pytest.mark.parametrize(
+    "flags, saturate",
+    [
+        ({"sse4_2", "avx2", "fma"}, True),  # AVX2 only (the session-15 AMD EPYC)
+        ({"avx2", "avx512f", "avx512_vnni", "avx512_bf16"}, False),
+        ({"avx2", "avx_vnni"}, False),
+        ({"avx2", "avx512f", "amx_int8", "amx_tile"}, False),
+        (set(), False),  # unknown CPU (no /proc/cpuinfo): no claim
+        ({"asimd", "fp"}, False),  # not x86
+    ],
+)
+def test_int8_saturation_is_told_from_the_cpu_flags(flags, saturate):
+    assert int8_sums_saturate(flags) is saturate
+
+
+def test_translating_with_int8_warns_where_sums_saturate(ct2, monkeypatch, caplog):
+    from train import translate as translate_module
+
+    _, fp32, int8 = ct2
+    monkeypatch.setattr(translate_module, "int8_sums_saturate", lambda: True)
+    with caplog.at_level(logging.WARNING, logger="train.translate"):
+        translate_module.translate_with_ctranslate2(fp32, ["a"], num_beams=1, length_penalty=1.0)
+        assert "without VNNI" not in caplog.text
+        translate_module.translate_with_ctranslate2(int8, ["a"], num_beams=1, length_penalty=1.0)
+    assert "CTranslate2 int8 on a CPU without VNNI" in caplog.text
 
 
 @torch.no_grad()

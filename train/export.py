@@ -47,6 +47,7 @@ from transformers import AutoTokenizer, MarianMTModel, PreTrainedModel, PreTrain
 
 from hf_vanilla_transformer.marian_export import save_as_marian
 from train.extras import require_extra
+from train.precision import int8_sums_saturate
 
 QUANTIZATIONS = ("int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16", "float16", "bfloat16", "float32")
 """CTranslate2's weight types (`ctranslate2.specs.model_spec.ACCEPTED_MODEL_TYPES`)."""
@@ -307,6 +308,7 @@ def check_multi30k(
         **settings,
         "systems": systems,
         "int8_bleu_loss": bleu["ctranslate2 float32"] - bleu["ctranslate2 int8"],
+        "int8_sums_saturate": int8_sums_saturate(),
         "hypotheses": hypotheses,
     }
 

@@ -40,6 +40,22 @@ def native_bf16(flags: set[str] | None = None) -> bool:
     return any(flag in flags for flag in NATIVE_BF16_FLAGS)
 
 
+VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+"""CPU flags of instructions that add u8 x s8 products straight into 32-bit sums (VNNI, AMX)."""
+
+
+def int8_sums_saturate(flags: set[str] | None = None) -> bool:
+    """True on x86 CPUs without VNNI or AMX. There, int8 matrix products (oneDNN's u8s8 GEMM, CTranslate2's int8
+    backend when it does not use MKL) add pairs of u8 x s8 products in 16 bits, which can saturate (oneDNN's guide,
+    "Nuances of int8 Computations"), so int8 translations stray further from fp32: on a trained Multi30k model,
+    -0.42 BLEU and 57% identical translations on an AVX2-only AMD EPYC, against -0.03 and 87% on an AVX-512 one
+    with VNNI (`benchmarks/results/export-check-avx2-session15.json`, `export-check.json`). False where the flags
+    are unknown (no /proc/cpuinfo)."""
+    flags = cpu_flags() if flags is None else flags
+    x86 = "avx2" in flags or "sse4_2" in flags
+    return x86 and not any(flag in flags for flag in VNNI_FLAGS)
+
+
 def choose_precision(setting: str = "auto", flags: set[str] | None = None) -> str:
     """`"fp32"` or `"bf16"` for a run whose config says `precision: setting`; logs the choice and why."""
     if setting not in PRECISIONS:
