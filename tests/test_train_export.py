@@ -262,6 +262,7 @@ def test_check_multi30k_reports_bleu_and_agreement(model_dir, capsys):
     assert systems["ctranslate2 float32"]["identical_to_ours_hf"] == 1.0
     assert all(0 <= system["bleu"] <= 100 for system in systems.values())
     assert results["int8_bleu_loss"] == systems["ctranslate2 float32"]["bleu"] - systems["ctranslate2 int8"]["bleu"]
+    assert results["int8_sums_saturate"] is int8_sums_saturate() and results["machine"]["cpu_flags"] is not None
 
     main([str(model_dir), "--check", "multi30k", "--max-samples", "1", "--beams", "1"])
     out = capsys.readouterr().out

@@ -47,7 +47,7 @@ from transformers import AutoTokenizer, MarianMTModel, PreTrainedModel, PreTrain
 
 from hf_vanilla_transformer.marian_export import save_as_marian
 from train.extras import require_extra
-from train.precision import int8_sums_saturate
+from train.precision import int8_sums_saturate, machine_description
 
 QUANTIZATIONS = ("int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16", "float16", "bfloat16", "float32")
 """CTranslate2's weight types (`ctranslate2.specs.model_spec.ACCEPTED_MODEL_TYPES`)."""
@@ -309,6 +309,7 @@ def check_multi30k(
         "systems": systems,
         "int8_bleu_loss": bleu["ctranslate2 float32"] - bleu["ctranslate2 int8"],
         "int8_sums_saturate": int8_sums_saturate(),
+        "machine": machine_description(),
         "hypotheses": hypotheses,
     }
 
