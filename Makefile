@@ -83,7 +83,10 @@ venv-floor:
 	@.venv-floor/bin/python -m pip --quiet --disable-pip-version-check install "transformers==$(FLOOR)"
 	@.venv-floor/bin/python -c "import transformers; print(f'.venv-floor: pinned to the floor, transformers {transformers.__version__}')"
 
-test-floor: venv-floor
+# A floor venv that already holds the floor release is reused (CI has just built it); any other is rebuilt.
+test-floor:
+	@.venv-floor/bin/python -c "import sys, transformers; from packaging.version import Version as V; sys.exit(V(transformers.__version__) != V('$(FLOOR)'))" 2>/dev/null \
+		|| $(MAKE) --no-print-directory venv-floor
 	.venv-floor/bin/python -m pytest $(CORE_TESTS)
 
 # The newest transformers release overall: above the tested range it is installed anyway (pip warns about
@@ -107,7 +110,11 @@ venv-canary:
 		.venv-canary/bin/python -m pip --disable-pip-version-check check | sed 's/^/canary: pip check: /' || true; \
 	fi
 
-canary: venv-canary
+# A canary venv that already holds the newest release on the index is reused (CI has just built it).
+canary:
+	@newest=$$(.venv-canary/bin/python -m pip --disable-pip-version-check index versions transformers 2>/dev/null | sed -n 's/^transformers (\(.*\))$$/\1/p'); \
+	installed=$$(.venv-canary/bin/python -c "import transformers; print(transformers.__version__)" 2>/dev/null); \
+	if [ -z "$$newest" ] || [ "$$newest" != "$$installed" ]; then $(MAKE) --no-print-directory venv-canary; fi
 	@if .venv-canary/bin/python -c "import sys, transformers; from packaging.specifiers import SpecifierSet; sys.exit(transformers.__version__ in SpecifierSet('$(TESTED_RANGE)'))"; then \
 		.venv-canary/bin/python -m pip --disable-pip-version-check check | sed 's/^/canary: pip check: /' || true; \
 		if ! .venv-canary/bin/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('kernels') is None)"; then \
