@@ -94,26 +94,28 @@ test-floor:
 # an older release when one of the newest release's requirements cannot be installed (transformers 5.25 needs
 # `kernels>=0.19.1`, which a package mirror may lack), and the canary would then test nothing. So the newest
 # release is read from the index (`pip index versions`), and if pip did not install it, it is installed without
-# its requirements, saying loudly which are missing (`pip check`). transformers 5.25's `from_pretrained` calls
+# its requirements; `make canary` says which are missing (`pip check`). transformers 5.25's `from_pretrained` calls
 # the `kernels` library unless USE_HUB_KERNELS=NO; this model has no Hub-kernel layers, so without `kernels`
 # the canary turns that off and tests everything else.
 CANARY_PIP = .venv-canary/bin/python -m pip --quiet --disable-pip-version-check
+# Shell substitutions: the newest transformers release on the index, and the one the canary venv holds.
+CANARY_NEWEST = $$(.venv-canary/bin/python -m pip --disable-pip-version-check index versions transformers 2>/dev/null | sed -n 's/^transformers (\(.*\))$$/\1/p')
+CANARY_INSTALLED = $$(.venv-canary/bin/python -c "import transformers; print(transformers.__version__)" 2>/dev/null)
 venv-canary:
 	@$(MAKE) --no-print-directory install VENV=.venv-canary
 	@$(CANARY_PIP) install --upgrade transformers
-	@newest=$$(.venv-canary/bin/python -m pip --disable-pip-version-check index versions transformers 2>/dev/null | sed -n 's/^transformers (\(.*\))$$/\1/p'); \
-	installed=$$(.venv-canary/bin/python -c "import transformers; print(transformers.__version__)"); \
+	@newest=$(CANARY_NEWEST); \
+	installed=$(CANARY_INSTALLED); \
 	if [ -z "$$newest" ]; then echo "canary: could not read the newest transformers release from the index"; exit 1; fi; \
 	if [ "$$newest" != "$$installed" ]; then \
 		echo "canary: pip installed transformers $$installed, but $$newest is the newest release: installing it without its requirements"; \
 		$(CANARY_PIP) install --no-deps "transformers==$$newest"; \
-		.venv-canary/bin/python -m pip --disable-pip-version-check check | sed 's/^/canary: pip check: /' || true; \
 	fi
 
 # A canary venv that already holds the newest release on the index is reused (CI has just built it).
 canary:
-	@newest=$$(.venv-canary/bin/python -m pip --disable-pip-version-check index versions transformers 2>/dev/null | sed -n 's/^transformers (\(.*\))$$/\1/p'); \
-	installed=$$(.venv-canary/bin/python -c "import transformers; print(transformers.__version__)" 2>/dev/null); \
+	@newest=$(CANARY_NEWEST); \
+	installed=$(CANARY_INSTALLED); \
 	if [ -z "$$newest" ] || [ "$$newest" != "$$installed" ]; then $(MAKE) --no-print-directory venv-canary; fi
 	@if .venv-canary/bin/python -c "import sys, transformers; from packaging.specifiers import SpecifierSet; sys.exit(transformers.__version__ in SpecifierSet('$(TESTED_RANGE)'))"; then \
 		.venv-canary/bin/python -m pip --disable-pip-version-check check | sed 's/^/canary: pip check: /' || true; \
