@@ -168,3 +168,33 @@ def test_a_copy_of_the_real_readme_with_every_marker_is_rebuilt_consistently(tmp
     rebuilt = rewrite(text, REPO_ROOT)
     assert rebuilt.startswith((REPO_ROOT / "README.md").read_text())
     assert stale_tables(rebuilt, REPO_ROOT) == [] and set(stale_tables(text, REPO_ROOT)) <= set(results_tables.TABLES)
+
+
+def _long_run(root: Path, name: str, *, steps: int, validation: float, test: float, beam=(4, 2.2)) -> dict:
+    """A recipe results file and its validation evaluation under `root` (numbers made up for the test)."""
+    lc_tok = "nrefs:1|case:mixed|eff:no|tok:none|smooth:exp|version:2.6.0|pre:none(model-outputs-lc-tok-text)"
+    decoding = {"num_beams": beam[0], "length_penalty": beam[1]}
+    results = {"steps": steps, "epochs": steps / 250, "machine": MACHINE,
+               "test": {**decoding, "bleu_tok_lc": test, "bleu_tok_lc_signature": lc_tok}}  # fmt: skip
+    (root / "results" / f"{name}.json").write_text(json.dumps(results))
+    (root / "results" / f"{name}-validation.json").write_text(json.dumps({**decoding, "bleu_tok_lc": validation}))
+    return {"run": name, "results": f"results/{name}.json", "validation": f"results/{name}-validation.json"}
+
+
+def test_the_long_runs_table_reads_each_listed_run_from_its_files(root):
+    runs = [
+        _long_run(root, "run-a", steps=11157, validation=41.559, test=39.705),
+        _long_run(root, "run-b", steps=9981, validation=40.61, test=39.914, beam=(5, 1.8)),
+    ]
+    runs[0]["chosen"] = True
+    index = {"description": "Two runs.", "runs": runs}
+    (root / "results" / "en-de-long-runs.json").write_text(json.dumps(index))
+    text = rewrite(f"{begin_marker('en-de-long-runs')}\n{end_marker('en-de-long-runs')}\n", root)
+    assert "| run-a | 11,157 (45) | 2 | beam 4, α 2.2 | **41.56** | **39.70** | `results/run-a.json`, " in text
+    assert "| run-b | 9,981 (40) | 2 | beam 5, α 1.8 | 40.61 | 39.91 | `results/run-b.json`, " in text
+    assert "Two runs. lc-tok: lowercased, Moses-tokenised BLEU, `nrefs:1|" in text
+
+    # A validation score of another decoding than the test's is not that run's choice: an error naming the files.
+    (root / "results" / "run-b-validation.json").write_text(json.dumps({"num_beams": 4, "length_penalty": 1.8}))
+    with pytest.raises(ValueError, match="run-b-validation.json was not decoded as results/run-b.json"):
+        rewrite(f"{begin_marker('en-de-long-runs')}\n{end_marker('en-de-long-runs')}\n", root)

@@ -22,7 +22,9 @@ tables (`TABLES`) and the files each is built from:
 - `side-by-side`: `results/side-by-side.json` (`python -m train.compare_models`): the Transformer and the
   recurrent models on the same data, tokenizer and budget;
 - `recipe-seeds`: `results/recipe-seeds.json` (`python -m train.seed_spread`): `make recipe` with three seeds
-  on one machine, each run and the spread.
+  on one machine, each run and the spread;
+- `en-de-long-runs`: the runs `results/en-de-long-runs.json` lists (a results file of `python -m train.recipe`
+  and an `evaluate_model` file of the validation split, decoded alike, for each).
 
 A table whose files do not exist yet says which command makes them.
 """
@@ -196,6 +198,44 @@ def recipe_seeds_table(root: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def long_runs_table(root: Path, file_name: str = "en-de-long-runs.json") -> str:
+    """One row per run listed in `results/<file_name>`: its steps, the decoding chosen on validation, and the
+    lowercased-tokenised BLEU of that decoding on validation (the run's `evaluate_model` file) and on the test
+    split (the run's results file): the metric of the published Multi30k systems, comparable between runs on raw
+    and on lowercased-tokenised text (their own `13a` BLEU and chrF are not)."""
+    path = root / "results" / file_name
+    if not path.is_file():
+        return f"Not measured yet: `results/{file_name}` lists the long runs and their files.\n"
+    index = _read(path)
+    lines = [
+        "| run | steps (epochs) | threads | decoding chosen on validation | validation, lc-tok | test, lc-tok | "
+        "results |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    signatures = set()
+    for run in index["runs"]:
+        results_path, validation_path = root / run["results"], root / run["validation"]
+        results, validation = _read(results_path), _read(validation_path)
+        test = results["test"]
+        if (test["num_beams"], test["length_penalty"]) != (validation["num_beams"], validation["length_penalty"]):
+            raise ValueError(f"{run['validation']} was not decoded as {run['results']}'s test split")
+        signatures.add(test["bleu_tok_lc_signature"])
+        best = "**" if run.get("chosen") else ""
+        lines.append(
+            f"| {run['run']} | {results['steps']:,} ({results['epochs']:.0f}) | "
+            f"{results['machine']['torch_threads']} | beam {test['num_beams']}, α {test['length_penalty']} | "
+            f"{best}{validation['bleu_tok_lc']:.2f}{best} | {best}{test['bleu_tok_lc']:.2f}{best} | "
+            f"`{run['results']}`, `{run['validation']}` |"
+        )
+    lines.append("")
+    lines.append(
+        f"{index['description']} lc-tok: lowercased, Moses-tokenised BLEU, "
+        + ", ".join(f"`{signature}`" for signature in sorted(signatures))
+        + f"; `{_relative(path, root)}`."
+    )
+    return "\n".join(lines) + "\n"
+
+
 TABLES: dict[str, Callable[[Path], str]] = {
     "trained-models": trained_models_table,
     "recipe-vs-baseline": recipe_vs_baseline_table,
@@ -203,6 +243,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "ablations": ablations_table,
     "side-by-side": side_by_side_table,
     "recipe-seeds": recipe_seeds_table,
+    "en-de-long-runs": long_runs_table,
 }
 """Every table the README may hold, by marker name."""
 
