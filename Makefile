@@ -24,6 +24,10 @@ CORE_TESTS = tests/test_compat.py tests/test_config.py tests/test_modeling.py te
 	tests/test_layers_reference.py tests/test_marian_reference.py tests/test_positional_encoding.py \
 	tests/test_hf_common.py tests/test_remote_code.py tests/test_toy_task.py tests/test_tokenizer.py \
 	tests/test_decoding_fast_path.py tests/test_attention_score.py tests/test_rnn_seq2seq.py tests/test_rnn_hf_common.py
+# The suite runs in parallel, one pytest-xdist worker per core, a test file to a worker (module fixtures run once);
+# each worker's torch takes its share of the cores (tests/conftest.py); the 10 slowest tests are listed, to keep CI
+# time in view. `pytest tests/test_x.py` alone runs serially.
+PYTEST = -m pytest -n auto --dist loadfile --durations=10
 
 .PHONY: install recipe recipe-full recipe-full-en-de recipe-full-en-de-lc-tok recipe-tatoeba compare ablations tables cards test test-floor canary venv-floor venv-canary versions lint benchmark figures
 
@@ -76,7 +80,7 @@ tables: install
 	$(BIN)/python -m train.results_tables
 
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python $(PYTEST)
 
 venv-floor:
 	@$(MAKE) --no-print-directory install VENV=.venv-floor
@@ -87,7 +91,7 @@ venv-floor:
 test-floor:
 	@.venv-floor/bin/python -c "import sys, transformers; from packaging.version import Version as V; sys.exit(V(transformers.__version__) != V('$(FLOOR)'))" 2>/dev/null \
 		|| $(MAKE) --no-print-directory venv-floor
-	.venv-floor/bin/python -m pytest $(CORE_TESTS)
+	.venv-floor/bin/python $(PYTEST) $(CORE_TESTS)
 
 # The newest transformers release overall: above the tested range it is installed anyway (pip warns about
 # the pin), and the core tests tell whether the cap can be raised. `pip install --upgrade` quietly settles for
@@ -121,7 +125,7 @@ canary:
 		.venv-canary/bin/python -m pip --disable-pip-version-check check | sed 's/^/canary: pip check: /' || true; \
 		if ! .venv-canary/bin/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('kernels') is None)"; then \
 			echo "canary: the \`kernels\` package is not installed: testing with USE_HUB_KERNELS=NO"; export USE_HUB_KERNELS=NO; fi; \
-		.venv-canary/bin/python -m pytest $(CORE_TESTS) --deselect tests/test_compat.py::test_the_installed_release_is_a_tested_one --deselect tests/test_compat.py::test_a_tested_release_is_silent; \
+		.venv-canary/bin/python $(PYTEST) $(CORE_TESTS) --deselect tests/test_compat.py::test_the_installed_release_is_a_tested_one --deselect tests/test_compat.py::test_a_tested_release_is_silent; \
 	else echo "canary: the newest transformers release is within the tested range ($(TESTED_RANGE)); nothing to do"; fi
 
 versions:

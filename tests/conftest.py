@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import sys
 import tempfile
 import uuid
@@ -20,6 +19,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.network import free_port
+
 if TYPE_CHECKING:
     from tests.hub_server import HubServer
 
@@ -27,12 +28,6 @@ if TYPE_CHECKING:
 
 _HUB_PORT: int | None = None
 _HF_HOME: str | None = None
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -44,7 +39,7 @@ def pytest_configure(config: pytest.Config) -> None:
             pytest.PytestConfigWarning("huggingface_hub was imported before tests/conftest.py; Hub tests may fail"),
             stacklevel=2,
         )
-    _HUB_PORT = _free_port()
+    _HUB_PORT = free_port()
     _HF_HOME = tempfile.mkdtemp(prefix="hf-home-tests-")
     os.environ.update(
         {
@@ -61,6 +56,23 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     for name in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_MODULES_CACHE", "HF_TOKEN_PATH", "HF_ASSETS_CACHE"):
         os.environ.pop(name, None)  # derive every cache path from the temporary HF_HOME
+    _share_the_cores_between_workers()
+
+
+def _share_the_cores_between_workers() -> None:
+    """`make test` runs the suite in parallel (`pytest -n auto`, pytest-xdist: one worker per core). Each worker
+    then gets its share of the cores for torch's threads, and so do the subprocesses its tests start
+    (`OMP_NUM_THREADS`), instead of every worker running as many threads as the machine has cores."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers < 2:
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = max(1, cores // workers)
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+
+    import torch
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

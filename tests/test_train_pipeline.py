@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from tests.helpers import MISSING_DATA, MULTI30K, REPO_ROOT
+from tests.network import free_port
 from tests.train_helpers import TINY_MODEL, tiny_settings, train_command, write_slice
 from train import translate as translate_cli
 from train.config import TrainConfig
@@ -283,7 +284,8 @@ def test_two_processes_match_one_process_with_the_same_global_batch(data, tmp_pa
     two = tiny_settings(data, tmp_path / "two", **common)
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
     subprocess.run(train_command(one), cwd=REPO_ROOT, env=env, check=True, capture_output=True, timeout=600)
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517"]
+    port = str(free_port())
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port]
     result = subprocess.run(
         [*torchrun, *train_command(two)[1:]], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600
     )
