@@ -67,12 +67,11 @@ def _share_the_cores_between_workers() -> None:
     if workers < 2:
         return
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    threads = max(1, cores // workers)
-    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    threads = int(os.environ.setdefault("OMP_NUM_THREADS", str(max(1, cores // workers))))
 
     import torch
 
-    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    torch.set_num_threads(threads)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

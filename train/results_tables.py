@@ -198,14 +198,14 @@ def recipe_seeds_table(root: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def long_runs_table(root: Path, file_name: str = "en-de-long-runs.json") -> str:
-    """One row per run listed in `results/<file_name>`: its steps, the decoding chosen on validation, and the
+def long_runs_table(root: Path) -> str:
+    """One row per run listed in `results/en-de-long-runs.json`: its steps, the decoding chosen on validation, and the
     lowercased-tokenised BLEU of that decoding on validation (the run's `evaluate_model` file) and on the test
     split (the run's results file): the metric of the published Multi30k systems, comparable between runs on raw
     and on lowercased-tokenised text (their own `13a` BLEU and chrF are not)."""
-    path = root / "results" / file_name
+    path = root / "results" / "en-de-long-runs.json"
     if not path.is_file():
-        return f"Not measured yet: `results/{file_name}` lists the long runs and their files.\n"
+        return "Not measured yet: `results/en-de-long-runs.json` lists the long runs and their files.\n"
     index = _read(path)
     lines = [
         "| run | steps (epochs) | threads | decoding chosen on validation | validation, lc-tok | test, lc-tok | "
@@ -214,8 +214,7 @@ def long_runs_table(root: Path, file_name: str = "en-de-long-runs.json") -> str:
     ]
     signatures = set()
     for run in index["runs"]:
-        results_path, validation_path = root / run["results"], root / run["validation"]
-        results, validation = _read(results_path), _read(validation_path)
+        results, validation = _read(root / run["results"]), _read(root / run["validation"])
         test = results["test"]
         if (test["num_beams"], test["length_penalty"]) != (validation["num_beams"], validation["length_penalty"]):
             raise ValueError(f"{run['validation']} was not decoded as {run['results']}'s test split")
