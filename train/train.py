@@ -360,7 +360,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     model = build_model(cfg, tokenizer, precision)
     logger.info(
         "model: %s, %.1fM parameters",
-        cfg.preset if not cfg.init_from else cfg.init_from,
+        cfg.init_from or f"{cfg.preset} preset" + (f" with {cfg.model}" if cfg.model else ""),
         sum(p.numel() for p in model.parameters()) / 1e6,
     )
 
