@@ -1,4 +1,5 @@
-"""`train.callbacks`: the time-budget progress display, and the metrics log after an interruption."""
+"""`train.callbacks`: the time budget (of training, and of the whole run) and its progress display, and the metrics
+log after an interruption."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import time
 from types import SimpleNamespace
 
 import pytest
+from transformers.trainer_utils import IntervalStrategy
 
-from train.callbacks import MetricsLogCallback, TimeBudgetProgressCallback, read_metrics
+from train.callbacks import MetricsLogCallback, TimeBudgetCallback, TimeBudgetProgressCallback, read_metrics
 
 
 def trainer_state(step: int = 0) -> SimpleNamespace:
@@ -20,22 +22,74 @@ def test_time_budget_bar_counts_minutes_and_estimates_the_end_of_the_run(capsys,
     clock = {"now": 1000.0}
     monkeypatch.setattr(time, "monotonic", lambda: clock["now"])
     monkeypatch.setattr(time, "time", lambda: 1_700_000_000.0)  # a fixed wall clock for the shown times
-    callback = TimeBudgetProgressCallback(12, after_training_per_eval_second=5.0)
+    budget = TimeBudgetCallback(12, estimate_after_training=lambda model: 120.0)
+    callback = TimeBudgetProgressCallback(budget)
     args, control = SimpleNamespace(), SimpleNamespace()
+    budget.on_train_begin(args, trainer_state(), control)
     callback.on_train_begin(args, trainer_state(), control)
     clock["now"] += 180  # 3 of 12 minutes
     callback.on_step_end(args, trainer_state(380), control)
     assert callback.training_bar.n == pytest.approx(3.0) and callback.training_bar.total == 12
     assert callback.status(380).startswith("step 380, training ends ") and "run ends" not in callback.status(380)
 
-    callback.on_evaluate(args, trainer_state(380), control, metrics={"eval_runtime": 24.0})
-    assert callback.after_training_seconds == 120.0  # 24 s of validation x 5
+    budget.on_evaluate(args, trainer_state(380), control, metrics={"eval_runtime": 24.0}, model=object())
+    assert budget.after_training_seconds == 120.0
     training_end = 1_700_000_000.0 + 9 * 60
     expected = time.strftime("%H:%M", time.localtime(training_end + 120))
     assert callback.status(380).endswith(f"run ends ≈ {expected}")
     callback.on_train_end(args, trainer_state(380), control)
     shown = capsys.readouterr().err
     assert "3.0/12 min, step 380, training ends" in shown and "100000" not in shown and ", ," not in shown
+
+
+class Clocks:
+    """`time.monotonic` and `time.time` moving together, by hand."""
+
+    def __init__(self, monkeypatch, wall: float = 1_700_000_000.0):
+        self.elapsed, self.wall = 0.0, wall
+        monkeypatch.setattr(time, "monotonic", lambda: 1000.0 + self.elapsed)
+        monkeypatch.setattr(time, "time", lambda: self.wall + self.elapsed)
+
+    def advance(self, seconds: float) -> None:
+        self.elapsed += seconds
+
+
+def step(budget: TimeBudgetCallback, number: int = 1) -> SimpleNamespace:
+    control = SimpleNamespace(should_training_stop=False, should_save=False, should_evaluate=False)
+    budget.on_step_end(SimpleNamespace(eval_strategy=IntervalStrategy.STEPS), trainer_state(number), control)
+    return control
+
+
+def test_a_total_budget_stops_training_when_the_work_after_it_would_not_fit(monkeypatch, caplog):
+    """15 minutes for the whole run, 12 of them for training: the estimate of the translations after training
+    (180 s, measured at the validation) and the final validation (20 s) end training 200 s before the deadline."""
+    clocks = Clocks(monkeypatch)
+    deadline = clocks.wall + 15 * 60
+    budget = TimeBudgetCallback(12, deadline=deadline, estimate_after_training=lambda model: 180.0)
+    clocks.advance(120)  # preparation before training: 2 minutes of the 15
+    budget.on_train_begin(None, None, None)
+    clocks.advance(9 * 60)  # 11 of the 15 minutes; before any validation only the 12 minutes of training count
+    assert not step(budget).should_training_stop and budget.seconds_left() == pytest.approx(180)
+    budget.on_evaluate(None, None, None, metrics={"eval_runtime": 20.0}, model=object())
+    assert budget.seconds_left() == pytest.approx(15 * 60 - 11 * 60 - 200)  # 40 s
+    clocks.advance(39)
+    assert not step(budget).should_training_stop
+    clocks.advance(1)
+    with caplog.at_level(logging.INFO, logger="train.callbacks"):
+        control = step(budget, 900)
+    assert control.should_training_stop and control.should_save and control.should_evaluate
+    assert budget.stopped_for_deadline and "training stops at step 900, 9.7 of its 12.0 minutes" in caplog.text
+
+
+def test_a_total_budget_with_room_to_spare_leaves_the_training_minutes_alone(monkeypatch):
+    clocks = Clocks(monkeypatch)
+    budget = TimeBudgetCallback(12, deadline=clocks.wall + 60 * 60, estimate_after_training=lambda model: 180.0)
+    budget.on_train_begin(None, None, None)
+    budget.on_evaluate(None, None, None, metrics={"eval_runtime": 20.0}, model=object())
+    clocks.advance(12 * 60 - 1)
+    assert not step(budget).should_training_stop
+    clocks.advance(1)
+    assert step(budget).should_training_stop and not budget.stopped_for_deadline
 
 
 def write_log(path, rows, tail: str = "") -> None:

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -150,6 +151,10 @@ def test_config_errors_name_the_setting(tmp_path):
         TrainConfig.load(None, ["preset=huge"])
     with pytest.raises(ValueError, match=r"label_smoothing must be in \[0, 1\), got 1.0"):
         TrainConfig.load(None, ["label_smoothing=1.0"])
+    with pytest.raises(ValueError, match="max_total_minutes=15 needs max_train_minutes"):
+        TrainConfig.load(None, ["max_total_minutes=15"])
+    with pytest.raises(ValueError, match="max_total_minutes must be > 0 or null, got 0"):
+        TrainConfig.load(None, ["max_total_minutes=0", "max_train_minutes=12"])
 
 
 def test_a_config_file_extends_another(tmp_path):
@@ -464,3 +469,48 @@ def test_bf16_autocast_trains_with_fp32_weights(data, tmp_path):
     state = load_file(str(out / "model" / "model.safetensors"))
     assert all(t.dtype == torch.float32 for t in state.values())
     assert json.loads((out / "checkpoint-4" / "trainer_state.json").read_text())["log_history"][0]["loss"] > 0
+
+
+def test_a_total_budget_ends_training_early_enough_for_the_work_after_it(tmp_path, monkeypatch):
+    """`max_total_minutes` counted from `$HVT_RUN_STARTED` (as `make recipe` sets it): a run started with 25 s of its
+    total budget left stops training once the time left would not hold its validation and its translations after
+    training (timed at each validation), long before its `max_train_minutes`, and its summary says so."""
+    data = write_slice(tmp_path / "data")
+    monkeypatch.setenv("HVT_RUN_STARTED", str(time.time() - 10 * 60 + 25))
+    settings = tiny_settings(
+        data,
+        tmp_path / "out",
+        max_train_minutes=5,
+        max_total_minutes=10,
+        max_steps=100000,
+        eval_steps=20,
+        save_steps=50,
+    )
+    summary = train(TrainConfig.from_dict(settings))
+    assert summary["training_cut_by_max_total_minutes"] and summary["minutes_until_trained"] < 5
+    assert (tmp_path / "out" / "model" / "model.safetensors").is_file() and summary["test"]["bleu"] >= 0
+
+
+def test_a_total_budget_refuses_a_start_it_cannot_use(tmp_path, monkeypatch):
+    """A start time that is not a number, lies in the future or leaves nothing of the budget (an `HVT_RUN_STARTED`
+    left exported in a shell) stops the run before any work, naming the variable."""
+    from train.train import RUN_STARTED, run_deadline
+
+    cfg = TrainConfig.from_dict(tiny_settings(tmp_path, tmp_path / "out", max_train_minutes=5, max_total_minutes=10))
+    monkeypatch.delenv(RUN_STARTED, raising=False)
+    assert run_deadline(cfg) == pytest.approx(time.time() + 600, abs=5)
+    assert run_deadline(TrainConfig.from_dict({**cfg.to_dict(), "max_total_minutes": None})) is None
+    monkeypatch.setenv(RUN_STARTED, str(time.time() - 60))
+    assert run_deadline(cfg) == pytest.approx(time.time() + 540, abs=5)
+    for given, message in [
+        ("yesterday", r"\$HVT_RUN_STARTED='yesterday' is not a time in Unix seconds"),
+        (str(time.time() + 3600), r"lies 60.0 minutes in the future"),
+        (
+            str(time.time() - 3600),
+            r"max_total_minutes=10 counted from \$HVT_RUN_STARTED=.*60.0 minutes ago, is already spent",
+        ),
+    ]:
+        monkeypatch.setenv(RUN_STARTED, given)
+        with pytest.raises(ValueError, match=message):
+            train(cfg)
+    assert not (tmp_path / "out").exists()

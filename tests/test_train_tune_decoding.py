@@ -265,25 +265,70 @@ def test_rescore_refuses_other_training_settings_and_unfinished_runs(finished_ru
 @pytest.mark.parametrize(
     ("settings", "expected"),
     [
-        ({}, 30 / 20 * 4),  # the test split with the generation config's beam 4, over 20 validation pairs greedy
-        ({"test_num_beams": 2}, 30 / 20 * 2),
-        ({"tune_num_beams": [4, 5], "tune_length_penalties": [0.6, 1.0]}, 40 / 20 * (4 + 4 + 5 + 5) + 30 / 20 * 5),
-        ({"tune_length_penalties": [0.6, 1.0, 1.4]}, 40 / 20 * (3 * 4) + 30 / 20 * 4),
-        ({"tune_num_beams": [1, 2], "tune_length_penalties": [0.6, 1.0]}, 40 / 20 * (1 + 2 + 2) + 30 / 20 * 2),
-        ({"test_split": None}, None),
-        ({"ema_decay": 0.99, "final_weights": "validation"}, 2 * 40 / 20 * 4 + 30 / 20 * 4),
-        ({"ema_decay": 0.99, "final_weights": "ema"}, 30 / 20 * 4),
+        ({}, [(30, 4)]),  # the test split with the generation config's beam 4
+        ({"test_num_beams": 2}, [(30, 2)]),
+        (
+            {"tune_num_beams": [4, 5], "tune_length_penalties": [0.6, 1.0]},
+            [(40, 4), (40, 4), (40, 5), (40, 5), (30, 5)],
+        ),
+        ({"tune_length_penalties": [0.6, 1.0, 1.4]}, [(40, 4)] * 3 + [(30, 4)]),
+        ({"tune_num_beams": [1, 2], "tune_length_penalties": [0.6, 1.0]}, [(40, 1), (40, 2), (40, 2), (30, 2)]),
+        ({"test_split": None}, []),
+        ({"ema_decay": 0.99, "final_weights": "validation"}, [(40, 4), (40, 4), (30, 4)]),
+        ({"ema_decay": 0.99, "final_weights": "ema"}, [(30, 4)]),
     ],
 )
-def test_progress_estimate_counts_the_decoding_grid_and_the_test(tmp_path, settings, expected):
-    """The time after training, per second of validation during it (the progress bar's `run ends ≈`)."""
+def test_the_translations_after_training_are_the_grid_and_the_test(tmp_path, settings, expected):
+    """What a time budget reserves time for (`max_total_minutes`) and the progress bar's `run ends ≈` counts."""
     from types import SimpleNamespace
 
-    from train.train import after_training_estimate
+    from train.train import after_training_decodings
 
     base = {**tiny_settings(tmp_path, tmp_path / "out"), "test_num_beams": None, "max_eval_samples": 20}
     cfg = TrainConfig.from_dict({**base, **settings})
     model = SimpleNamespace(generation_config=SimpleNamespace(num_beams=4, length_penalty=0.6))
     raw = {"val": [None] * 40, "test2016": [None] * 30}
-    estimate = after_training_estimate(cfg, model, raw)
-    assert estimate is None if expected is None else estimate == pytest.approx(expected)
+    assert after_training_decodings(cfg, model, raw) == expected
+
+
+def test_the_time_after_training_is_extrapolated_from_a_timed_translation(tmp_path, monkeypatch):
+    """The timer translates `TIMED_SENTENCES` validation sources spread over the split, with the largest beam after
+    training, in eval mode (dropout off), puts the model back in training mode, and scales the time to every
+    sentence translated after training."""
+    import time
+    from types import SimpleNamespace
+
+    import torch
+    from datasets import Dataset
+
+    import train.translate
+    from train.train import TIMED_SENTENCES, after_training_timer
+
+    clock = {"now": 0.0}
+    monkeypatch.setattr(time, "perf_counter", lambda: clock["now"])
+    calls = []
+
+    def fake_translate(model, tokenizer, texts, *, num_beams):
+        calls.append((model.training, list(texts), num_beams))
+        clock["now"] += 0.01 * len(texts)  # 10 ms a sentence
+        return [""] * len(texts)
+
+    monkeypatch.setattr(train.translate, "translate", fake_translate)
+    settings = {
+        **tiny_settings(tmp_path, tmp_path / "out"),
+        "test_num_beams": None,
+        "tune_num_beams": [4, 5],
+        "tune_length_penalties": [1.0],
+    }
+    cfg = TrainConfig.from_dict(settings)
+    model = torch.nn.Linear(1, 1)
+    model.generation_config = SimpleNamespace(num_beams=4, length_penalty=0.6)
+    sources = [f"satz {i}" for i in range(1000)]
+    raw = {"val": Dataset.from_dict({"src": sources}), "test2016": Dataset.from_dict({"src": sources[:300]})}
+    estimate = after_training_timer(cfg, model, tokenizer=None, raw=raw)
+    assert estimate(model) == pytest.approx(0.01 * (1000 + 1000 + 300))
+    ((was_training, texts, beams),) = calls
+    assert not was_training and model.training and beams == 5
+    assert len(texts) == TIMED_SENTENCES and texts[:2] == ["satz 0", "satz 7"] and texts[-1] == "satz 889"
+    nothing_after = {**settings, "test_split": None, "tune_num_beams": None, "tune_length_penalties": None}
+    assert after_training_timer(TrainConfig.from_dict(nothing_after), model, None, raw) is None

@@ -79,6 +79,12 @@ class TrainConfig:
     max_train_minutes: float | None = None
     """Stop training after this many minutes of wall-clock time (a checkpoint is saved there);
     the learning-rate schedule depends on it only through `cooldown_fraction`. None: train for max_steps."""
+    max_total_minutes: float | None = None
+    """Not in the paper: the whole run (preparation, training, averaging, the decoding grid, the test) ends within
+    this many minutes of wall-clock time, counted from `$HVT_RUN_STARTED` (Unix seconds; `make recipe` sets it
+    before it builds `.venv`) or else from the start of `train.train`. Training then stops before
+    `max_train_minutes` when the time left would not hold the work after it, estimated from the last
+    validation's duration (`train.train.after_training_estimate`). Needs `max_train_minutes`. None: no total budget."""
     cooldown_fraction: float = 0.0
     """Not in the paper: over the last `cooldown_fraction` of training (of the time budget, else of
     max_steps) the learning rate falls linearly to 0, on top of §5.3's curve, so that a budgeted run
@@ -165,6 +171,14 @@ class TrainConfig:
             problems.append(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.max_train_minutes is not None and self.max_train_minutes < 0:
             problems.append(f"max_train_minutes must be >= 0 or null, got {self.max_train_minutes}")
+        if self.max_total_minutes is not None and self.max_total_minutes <= 0:
+            problems.append(f"max_total_minutes must be > 0 or null, got {self.max_total_minutes}")
+        if self.max_total_minutes is not None and self.max_train_minutes is None:
+            problems.append(
+                f"max_total_minutes={self.max_total_minutes} needs max_train_minutes: the training time the run aims "
+                "for, which the total budget only shortens when the whole run would not fit (or leave "
+                "max_total_minutes unset)"
+            )
         if not 0.0 <= self.cooldown_fraction < 1.0:
             problems.append(f"cooldown_fraction must be in [0, 1), got {self.cooldown_fraction}")
         problems += self._tuning_problems()

@@ -538,7 +538,7 @@ def hyperparameters(
         "learning rate": f"{cfg.lr_factor} · {width}^-0.5 · min(step^-0.5, step · {cfg.warmup_steps}^-1.5)",
         "label smoothing": cfg.label_smoothing,
         "training steps": state.global_step if state is not None else cfg.max_steps,
-        "training time budget": f"{cfg.max_train_minutes} minutes" if cfg.max_train_minutes else "none",
+        "training time budget": training_budget_text(cfg),
         "checkpoints averaged": cfg.average_last,
         "seed": cfg.seed,
     }
@@ -569,6 +569,16 @@ def hyperparameters(
         f"torch {machine['torch']}, transformers {machine['transformers']}"
     )
     return values
+
+
+def training_budget_text(cfg: TrainConfig) -> str:
+    """`12 minutes`, `12 minutes, less if the whole run would take more than 15` (`max_total_minutes`), or `none`."""
+    if not cfg.max_train_minutes:
+        return "none"
+    text = f"{cfg.max_train_minutes} minutes"
+    if cfg.max_total_minutes is not None:
+        text += f", less if the whole run would take more than {cfg.max_total_minutes}"
+    return text
 
 
 def final_weights_text(cfg: TrainConfig, final_weights: Mapping[str, Any] | None) -> str:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shutil
 import time
 from collections.abc import Sequence
@@ -30,7 +31,7 @@ from pathlib import Path
 
 from train.config import TrainConfig
 from train.lines import write_text_atomic
-from train.train import rescore, train
+from train.train import RUN_STARTED, rescore, train
 
 CONFIGS = Path(__file__).with_name("configs")
 SETTINGS = {
@@ -143,8 +144,12 @@ def main(argv: Sequence[str] | None = None) -> dict:
         Path(args.card).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(model_dir / "README.md", args.card)
     summary["recipe_minutes"] = (time.perf_counter() - start) / 60
+    minutes = f"{summary['recipe_minutes']:.1f} minutes"
+    if cfg.max_total_minutes is not None and RUN_STARTED in os.environ:  # a time train() has checked
+        summary["minutes_since_run_started"] = (time.time() - float(os.environ[RUN_STARTED])) / 60
+        minutes += f"; {summary['minutes_since_run_started']:.1f} since ${RUN_STARTED}"
     write_text_atomic(Path(cfg.output_dir) / "summary.json", json.dumps(summary, indent=2, default=str))
-    print(f"Run summary:     {Path(cfg.output_dir) / 'summary.json'}  ({summary['recipe_minutes']:.1f} minutes)")
+    print(f"Run summary:     {Path(cfg.output_dir) / 'summary.json'}  ({minutes})")
     return summary
 
 

@@ -239,31 +239,91 @@ def training_arguments(cfg: TrainConfig, d_model: int, precision: str = "fp32") 
     )
 
 
-def after_training_estimate(cfg: TrainConfig, model, raw: DatasetDict) -> float | None:
-    """Seconds of translation after training per second of validation during it: with `final_weights:
-    validation`, both candidate weights on the whole validation split; the decoding grid on the
-    whole validation split (`tune_num_beams` x `tune_length_penalties`), then the test split, each over the
-    validation set's size and beam (a rough estimate for the progress display; beam search costs about
-    linearly in the beam). None when nothing is translated after training."""
+RUN_STARTED = "HVT_RUN_STARTED"
+"""Environment variable: when the whole run began, in Unix seconds (`date +%s`). `make recipe` sets it before it
+builds `.venv`, so that `max_total_minutes` counts the installation too."""
+
+
+def run_deadline(cfg: TrainConfig) -> float | None:
+    """The `time.time()` moment by which the whole run must have ended (`max_total_minutes`, counted from
+    `$HVT_RUN_STARTED` or else from now), or None without a total budget. A start that cannot be read, lies in the
+    future or leaves no time at all is an error here, before any work (an `HVT_RUN_STARTED` left exported in a
+    shell would otherwise cut the next run to one step)."""
+    if cfg.max_total_minutes is None:
+        return None
+    now = time.time()
+    given = os.environ.get(RUN_STARTED)
+    if given is None:
+        return now + cfg.max_total_minutes * 60
+    try:
+        started = float(given)
+    except ValueError:
+        raise ValueError(f"${RUN_STARTED}={given!r} is not a time in Unix seconds (as `date +%s` prints)") from None
+    if started > now + 60:
+        raise ValueError(f"${RUN_STARTED}={given} lies {(started - now) / 60:.1f} minutes in the future")
+    if started + cfg.max_total_minutes * 60 <= now:
+        raise ValueError(
+            f"max_total_minutes={cfg.max_total_minutes} counted from ${RUN_STARTED}={given}, "
+            f"{(now - started) / 60:.1f} minutes ago, is already spent: unset {RUN_STARTED} (the budget then counts "
+            "from now) or raise max_total_minutes"
+        )
+    return started + cfg.max_total_minutes * 60
+
+
+def after_training_decodings(cfg: TrainConfig, model, raw: DatasetDict) -> list[tuple[int, int]]:
+    """The translations a run makes after training, as (sentences, beam size): with `final_weights: validation`,
+    both candidate weights on the whole validation split; the decoding grid on the whole validation split
+    (`tune_num_beams` x `tune_length_penalties`); then the test split (with the grid's largest beam, not chosen yet)."""
     from train.tune_decoding import decoding_grid
 
-    eval_pairs = max(min(len(raw[cfg.eval_split]), cfg.max_eval_samples or len(raw[cfg.eval_split])), 1)
-    estimate = 0.0
+    decodings = []
+    default_beams = cfg.test_num_beams or model.generation_config.num_beams or 1
     if cfg.ema_decay is not None and cfg.final_weights == "validation":  # both candidates on the validation split
-        beams = cfg.test_num_beams or model.generation_config.num_beams or 1
-        estimate += 2 * len(raw[cfg.eval_split]) / eval_pairs * beams / cfg.eval_num_beams
+        decodings += 2 * [(len(raw[cfg.eval_split]), default_beams)]
     if cfg.tunes_decoding:
         defaults = model.generation_config
         grid = decoding_grid(
             cfg.tune_num_beams or [defaults.num_beams or 1], cfg.tune_length_penalties or [defaults.length_penalty]
         )
-        estimate += len(raw[cfg.eval_split]) / eval_pairs * sum(beams for beams, _ in grid) / cfg.eval_num_beams
+        decodings += [(len(raw[cfg.eval_split]), beams) for beams, _ in grid]
     if cfg.test_split:
-        test_beams = cfg.test_num_beams or model.generation_config.num_beams or 1
-        if cfg.tunes_decoding and cfg.tune_num_beams:
-            test_beams = max(cfg.tune_num_beams)  # not chosen yet: the largest it can be
-        estimate += len(raw[cfg.test_split]) / eval_pairs * test_beams / cfg.eval_num_beams
-    return estimate or None
+        test_beams = max(cfg.tune_num_beams) if cfg.tunes_decoding and cfg.tune_num_beams else default_beams
+        decodings.append((len(raw[cfg.test_split]), test_beams))
+    return decodings
+
+
+TIMED_SENTENCES = 128
+"""Validation sentences translated at each validation of a time-budgeted run to time the work after training."""
+
+
+def after_training_timer(cfg: TrainConfig, model, tokenizer, raw: DatasetDict) -> Callable[[Any], float] | None:
+    """`model -> seconds`: the estimated duration of the translations after training (`after_training_decodings`),
+    from the time `model` takes now to translate `TIMED_SENTENCES` validation sources spread over the split, with
+    the largest of those beams, in its own weights as after training (about 1 s on Multi30k). Measured, not
+    modelled: beam search's cost against greedy validation varies with the CPU and the precision (1.2-1.8x for
+    beam 4-5 on an AVX-512 CPU under bf16 autocast, 2.5x in fp32 synthetic batches). None when nothing is
+    translated after training."""
+    decodings = after_training_decodings(cfg, model, raw)
+    if not decodings:
+        return None
+    sources = list(raw[cfg.eval_split]["src"])
+    sample = sources[:: max(len(sources) // TIMED_SENTENCES, 1)][:TIMED_SENTENCES]
+    beams = max(beams for _, beams in decodings)
+    sentences = sum(count for count, _ in decodings)
+
+    def estimate(trained) -> float:
+        from train.translate import translate
+
+        was_training = trained.training
+        trained.eval()
+        try:
+            start = time.perf_counter()
+            translate(trained, tokenizer, sample, num_beams=beams)
+            return (time.perf_counter() - start) / len(sample) * sentences
+        finally:
+            trained.train(was_training)
+
+    return estimate
 
 
 def best_validation_bleu(log_history: list[dict]) -> float | None:
@@ -328,6 +388,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     keep_freed_memory()  # glibc: no page faults for every step's tensors (train/allocator.py)
     make_room_for_batch_shapes()  # oneDNN: each batch shape's kernels compiled once (train/onednn_cache.py)
     output_dir = Path(cfg.output_dir)
+    deadline = run_deadline(cfg)
     existing = last_complete_checkpoint(output_dir) if output_dir.is_dir() else None
     if existing and not resume:
         raise FileExistsError(
@@ -370,8 +431,11 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         DecodingCheckCallback(eval_ds["input_ids"][:8], tokenizer.pad_token_id),
         KeepLastCheckpointsCallback(),
     ]
-    time_budget = TimeBudgetCallback(cfg.max_train_minutes) if cfg.max_train_minutes is not None else None
-    if time_budget is not None:
+    time_budget = None
+    if cfg.max_train_minutes is not None:
+        time_budget = TimeBudgetCallback(
+            cfg.max_train_minutes, deadline, after_training_timer(cfg, model, tokenizer, raw)
+        )
         callbacks.append(time_budget)
     if cfg.ema_decay is not None:
         callbacks.append(EmaCallback(cfg.ema_decay))
@@ -390,9 +454,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         label_smoothing=cfg.label_smoothing,
         lr_multiplier=cooldown_multiplier(cfg, time_budget),
     )
-    if cfg.max_train_minutes is not None and trainer.pop_callback(ProgressCallback) is not None:
-        estimate = after_training_estimate(cfg, model, raw)
-        trainer.add_callback(TimeBudgetProgressCallback(cfg.max_train_minutes, estimate))
+    if time_budget is not None and trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(TimeBudgetProgressCallback(time_budget))
     stats = padding_stats(trainer.make_batch_sampler(train_ds).global_batches(), *example_lengths(train_ds))
     logger.info(
         "token-budget batches: %d per epoch, %.1f pairs on average, padding %.1f%% (random batches of "
@@ -423,6 +486,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         "epochs": trainer.state.epoch,
         "best_validation_bleu": best_validation_bleu(trainer.state.log_history),
         "minutes_until_trained": (time.perf_counter() - start) / 60,
+        "training_cut_by_max_total_minutes": time_budget is not None and time_budget.stopped_for_deadline,
         "precision": precision,
         "seed": cfg.seed,
         "machine": machine_description(),
