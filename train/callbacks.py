@@ -115,6 +115,12 @@ class KeepLastCheckpointsCallback(TrainerCallback):
             state.best_model_checkpoint = state.best_global_step = state.best_metric = None
 
 
+AFTER_TRAINING_OVERHEAD_SECONDS = 30.0
+"""Work after training besides translating (averaging checkpoints, loading the model, scoring, the card), kept free
+before a deadline: about 7 s in the quick recipe and 27 s in a long run with its 10 decodings (their summaries'
+`total_minutes - minutes_until_trained` less their translations' `translate_seconds`)."""
+
+
 class TimeBudgetCallback(TrainerCallback):
     """Stops training after `minutes` of wall-clock time (measured from `on_train_begin`), and
     validates (if the run validates at all) and saves a checkpoint there, so that a run fits a time
@@ -123,8 +129,9 @@ class TimeBudgetCallback(TrainerCallback):
     At each validation it also estimates the work after training (the test translation, a decoding grid) with
     `estimate_after_training(model) -> seconds` (None: not estimated; `train.train.after_training_timer`). With
     `deadline` (a `time.time()` moment: the end of the whole run's budget, `TrainConfig.max_total_minutes`)
-    training stops earlier when the time left before the deadline would no longer hold that work and the final
-    validation. Before the first validation there is no estimate, and only `minutes` applies.
+    training stops earlier when the time left before the deadline would no longer hold that work, the final
+    validation and `AFTER_TRAINING_OVERHEAD_SECONDS`. Before the first validation there is no estimate, and only
+    `minutes` applies.
     """
 
     def __init__(
@@ -161,9 +168,12 @@ class TimeBudgetCallback(TrainerCallback):
         elapsed = time.monotonic() - self.start if self.start is not None else 0.0
         left = self.seconds - elapsed
         if self.deadline is not None and self.after_training_seconds is not None:
-            reserve = self.after_training_seconds + (self.eval_seconds or 0.0)  # the final validation too
-            left = min(left, self.deadline - time.time() - reserve)
+            left = min(left, self.deadline - time.time() - self.reserve_seconds())
         return max(left, 0.0)
+
+    def reserve_seconds(self) -> float:
+        """What a deadline keeps free after training: the final validation, the translations, the rest."""
+        return (self.eval_seconds or 0.0) + (self.after_training_seconds or 0.0) + AFTER_TRAINING_OVERHEAD_SECONDS
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.start is not None and self.seconds_left() <= 0:
@@ -175,7 +185,7 @@ class TimeBudgetCallback(TrainerCallback):
                     state.global_step,
                     (time.monotonic() - self.start) / 60,
                     self.seconds / 60,
-                    (self.after_training_seconds + (self.eval_seconds or 0.0)) / 60,
+                    self.reserve_seconds() / 60,
                 )
             control.should_training_stop = True
             control.should_save = True
