@@ -489,28 +489,3 @@ def test_a_total_budget_ends_training_early_enough_for_the_work_after_it(tmp_pat
     summary = train(TrainConfig.from_dict(settings))
     assert summary["training_cut_by_max_total_minutes"] and summary["minutes_until_trained"] < 5
     assert (tmp_path / "out" / "model" / "model.safetensors").is_file() and summary["test"]["bleu"] >= 0
-
-
-def test_a_total_budget_refuses_a_start_it_cannot_use(tmp_path, monkeypatch):
-    """A start time that is not a number, lies in the future or leaves nothing of the budget (an `HVT_RUN_STARTED`
-    left exported in a shell) stops the run before any work, naming the variable."""
-    from train.train import RUN_STARTED, run_deadline
-
-    cfg = TrainConfig.from_dict(tiny_settings(tmp_path, tmp_path / "out", max_train_minutes=5, max_total_minutes=10))
-    monkeypatch.delenv(RUN_STARTED, raising=False)
-    assert run_deadline(cfg) == pytest.approx(time.time() + 600, abs=5)
-    assert run_deadline(TrainConfig.from_dict({**cfg.to_dict(), "max_total_minutes": None})) is None
-    monkeypatch.setenv(RUN_STARTED, str(time.time() - 60))
-    assert run_deadline(cfg) == pytest.approx(time.time() + 540, abs=5)
-    for given, message in [
-        ("yesterday", r"\$HVT_RUN_STARTED='yesterday' is not a time in Unix seconds"),
-        (str(time.time() + 3600), r"lies 60.0 minutes in the future"),
-        (
-            str(time.time() - 3600),
-            r"max_total_minutes=10 counted from \$HVT_RUN_STARTED=.*60.0 minutes ago, is already spent",
-        ),
-    ]:
-        monkeypatch.setenv(RUN_STARTED, given)
-        with pytest.raises(ValueError, match=message):
-            train(cfg)
-    assert not (tmp_path / "out").exists()

@@ -10,9 +10,9 @@ import torch
 from datasets import Dataset
 
 from tests.helpers import tiny_model
-from train.callbacks import TimeBudgetCallback
 from train.config import TrainConfig
 from train.schedule import cooldown_factor, peak_learning_rate
+from train.time_budget import TimeBudgetCallback
 from train.train import cooldown_multiplier, training_arguments
 from train.trainer import TokenBudgetSeq2SeqTrainer
 

@@ -9,7 +9,7 @@ layers, heads, FFN; the same shared BPE of `vocab_size`, trained the same way on
 trained as a Hugging Face user would by default: `Seq2SeqTrainer` with `group_by_length` batches of
 64 sentences, AdamW 5e-4 with 500 warm-up steps and linear decay over 1,400 steps, label smoothing
 0.1, Marian's dropout 0.1, fp32 (the Trainer's default) and SDPA attention. It stops after
-`minutes` of training (`train.callbacks.TimeBudgetCallback`, measured from the start of training as
+`minutes` of training (`train.time_budget.TimeBudgetCallback`, measured from the start of training as
 in the recipe), or at the end of its schedule if that comes first (`stopped_by` says which), and
 is scored like the recipe: sacreBLEU and chrF on the recipe's test split, beam 4 (transformers'
 length penalty 1.0, at most 100 new tokens). `python -m train.compare_baseline` runs it after the
@@ -42,12 +42,12 @@ from transformers import (
 )
 
 import hf_vanilla_transformer as hvt
-from train.callbacks import TimeBudgetCallback
 from train.config import TrainConfig
 from train.data import check_splits, load_corpus, tokenize_dataset
 from train.evaluate import score, write_results
 from train.lines import write_lines_atomic
 from train.precision import machine_description
+from train.time_budget import TimeBudgetCallback
 from train.translate import translate
 
 logger = logging.getLogger(__name__)

@@ -1,19 +1,13 @@
-"""Trainer callbacks: a JSON-lines metrics log and a PNG plot of training curves, a time budget and its
-progress bar, checkpoint rotation that keeps the last checkpoints."""
+"""Trainer callbacks: a JSON-lines metrics log and a PNG plot of training curves, checkpoint rotation that keeps the
+last checkpoints. The time budgets and their progress bar are `train.time_budget`'s."""
 
 from __future__ import annotations
 
 import json
 import logging
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from tqdm.auto import tqdm
 from transformers import TrainerCallback
-from transformers.trainer_callback import ProgressCallback
-from transformers.trainer_utils import IntervalStrategy
 
 from train.lines import decode_utf8, split_lines, write_text_atomic
 
@@ -113,123 +107,3 @@ class KeepLastCheckpointsCallback(TrainerCallback):
         if args.metric_for_best_model is None and (state.best_model_checkpoint or state.best_global_step):
             logger.info("no best checkpoint in this run: %s rotates like the others", state.best_model_checkpoint)
             state.best_model_checkpoint = state.best_global_step = state.best_metric = None
-
-
-AFTER_TRAINING_OVERHEAD_SECONDS = 30.0
-"""Work after training besides translating (averaging checkpoints, loading the model, scoring, the card), kept free
-before a deadline: about 7 s in the quick recipe and 27 s in a long run with its 10 decodings (their summaries'
-`total_minutes - minutes_until_trained` less their translations' `translate_seconds`)."""
-
-
-class TimeBudgetCallback(TrainerCallback):
-    """Stops training after `minutes` of wall-clock time (measured from `on_train_begin`), and
-    validates (if the run validates at all) and saves a checkpoint there, so that a run fits a time
-    budget whatever the machine's speed and its last validation is of its final weights.
-
-    At each validation it also estimates the work after training (the test translation, a decoding grid) with
-    `estimate_after_training(model) -> seconds` (None: not estimated; `train.train.after_training_timer`). With
-    `deadline` (a `time.time()` moment: the end of the whole run's budget, `TrainConfig.max_total_minutes`)
-    training stops earlier when the time left before the deadline would no longer hold that work, the final
-    validation and `AFTER_TRAINING_OVERHEAD_SECONDS`. Before the first validation there is no estimate, and only
-    `minutes` applies.
-    """
-
-    def __init__(
-        self,
-        minutes: float,
-        deadline: float | None = None,
-        estimate_after_training: Callable[[Any], float] | None = None,
-    ):
-        self.seconds = minutes * 60
-        self.deadline = deadline
-        self.estimate_after_training = estimate_after_training
-        self.start: float | None = None
-        self.eval_seconds: float | None = None
-        self.after_training_seconds: float | None = None
-        self.stopped_for_deadline = False
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self.start = time.monotonic()
-
-    def fraction_spent(self) -> float:
-        """The fraction of `minutes` spent so far (0 before training begins, 1 at its end)."""
-        if self.start is None or self.seconds <= 0:
-            return 0.0 if self.start is None else 1.0
-        return min((time.monotonic() - self.start) / self.seconds, 1.0)
-
-    def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
-        if metrics and "eval_runtime" in metrics:
-            self.eval_seconds = metrics["eval_runtime"]
-        if self.estimate_after_training is not None and model is not None:
-            self.after_training_seconds = self.estimate_after_training(model)
-
-    def seconds_left(self) -> float:
-        """Seconds of training left: of `minutes`, or less if the deadline comes first."""
-        elapsed = time.monotonic() - self.start if self.start is not None else 0.0
-        left = self.seconds - elapsed
-        if self.deadline is not None and self.after_training_seconds is not None:
-            left = min(left, self.deadline - time.time() - self.reserve_seconds())
-        return max(left, 0.0)
-
-    def reserve_seconds(self) -> float:
-        """What a deadline keeps free after training: the final validation, the translations, the rest."""
-        return (self.eval_seconds or 0.0) + (self.after_training_seconds or 0.0) + AFTER_TRAINING_OVERHEAD_SECONDS
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if self.start is not None and self.seconds_left() <= 0:
-            self.stopped_for_deadline = time.monotonic() - self.start < self.seconds
-            if self.stopped_for_deadline:
-                logger.info(
-                    "training stops at step %d, %.1f of its %.1f minutes: the work after training (about %.1f "
-                    "minutes) must end before the whole run's deadline (max_total_minutes)",
-                    state.global_step,
-                    (time.monotonic() - self.start) / 60,
-                    self.seconds / 60,
-                    self.reserve_seconds() / 60,
-                )
-            control.should_training_stop = True
-            control.should_save = True
-            control.should_evaluate = args.eval_strategy != IntervalStrategy.NO
-        return control
-
-
-class TimeBudgetProgressCallback(ProgressCallback):
-    """The Trainer's progress bar, measured against a time budget (`TimeBudgetCallback`) instead of `max_steps`.
-
-    With a time budget the run stops long before `max_steps` (100000 in the recipe), so the
-    Trainer's bar (`…/100000` steps, an ETA of hours) would be wrong. This bar fills with the
-    minutes of the budget, and shows the step and the estimated end of training and of the whole run (the
-    budget's estimate of the work after training). Evaluation bars and log lines are the Trainer's own.
-    """
-
-    BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:g} min{postfix}"
-
-    def __init__(self, budget: TimeBudgetCallback):
-        super().__init__()
-        self.budget = budget
-        self.minutes = budget.seconds / 60
-        self.start = time.monotonic()
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        self.start = time.monotonic()
-        if state.is_world_process_zero:
-            self.training_bar = tqdm(
-                total=self.minutes, desc="training (time budget)", bar_format=self.BAR_FORMAT, dynamic_ncols=True
-            )
-        self.current_step = 0
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.is_world_process_zero and self.training_bar is not None:
-            self.training_bar.n = min((time.monotonic() - self.start) / 60, self.minutes)
-            self.training_bar.set_postfix_str(self.status(state.global_step), refresh=True)
-        self.current_step = state.global_step
-
-    def status(self, step: int) -> str:
-        """`step 380, training ends 14:05, run ends ≈ 14:09` (clock times of this machine); tqdm puts the ", "
-        before a postfix itself."""
-        training_end = time.time() + self.budget.seconds_left()
-        text = f"step {step}, training ends {time.strftime('%H:%M', time.localtime(training_end))}"
-        if self.budget.after_training_seconds is not None:
-            run_end = training_end + self.budget.after_training_seconds
-            text += f", run ends ≈ {time.strftime('%H:%M', time.localtime(run_end))}"
-        return text

@@ -84,7 +84,7 @@ class TrainConfig:
     this many minutes of wall-clock time, counted from `$HVT_RUN_STARTED` (Unix seconds; `make recipe` sets it
     before it builds `.venv`) or else from the start of `train.train`. Training then stops before
     `max_train_minutes` when the time left would not hold the work after it, timed at each validation
-    (`train.train.after_training_timer`). Needs `max_train_minutes`. None: no total budget."""
+    (`train.time_budget.after_training_timer`). Needs `max_train_minutes`. None: no total budget."""
     cooldown_fraction: float = 0.0
     """Not in the paper: over the last `cooldown_fraction` of training (of the time budget, else of
     max_steps) the learning rate falls linearly to 0, on top of §5.3's curve, so that a budgeted run

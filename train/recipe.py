@@ -31,7 +31,8 @@ from pathlib import Path
 
 from train.config import TrainConfig
 from train.lines import write_text_atomic
-from train.train import RUN_STARTED, rescore, train
+from train.time_budget import RUN_STARTED
+from train.train import rescore, train
 
 CONFIGS = Path(__file__).with_name("configs")
 SETTINGS = {

@@ -60,13 +60,7 @@ import hf_vanilla_transformer as hvt
 from train.allocator import keep_freed_memory
 from train.average_checkpoints import average_checkpoints, last_checkpoints
 from train.batching import padding_stats
-from train.callbacks import (
-    KeepLastCheckpointsCallback,
-    MetricsLogCallback,
-    TimeBudgetCallback,
-    TimeBudgetProgressCallback,
-    plot_metrics,
-)
+from train.callbacks import KeepLastCheckpointsCallback, MetricsLogCallback, plot_metrics
 from train.config import TrainConfig, model_class, model_config_class
 from train.data import (
     check_splits,
@@ -85,6 +79,7 @@ from train.model_folder import load_checked_model, load_model, load_tokenizer
 from train.onednn_cache import make_room_for_batch_shapes
 from train.precision import choose_precision, machine_description
 from train.schedule import LR_SCHEDULER_TYPE, cooldown_factor, peak_learning_rate
+from train.time_budget import TimeBudgetCallback, TimeBudgetProgressCallback, after_training_timer, run_deadline
 from train.trainer import TokenBudgetSeq2SeqTrainer
 
 logger = logging.getLogger("train")
@@ -237,93 +232,6 @@ def training_arguments(cfg: TrainConfig, d_model: int, precision: str = "fp32") 
         ddp_find_unused_parameters=False,
         push_to_hub=False,
     )
-
-
-RUN_STARTED = "HVT_RUN_STARTED"
-"""Environment variable: when the whole run began, in Unix seconds (`date +%s`). `make recipe` sets it before it
-builds `.venv`, so that `max_total_minutes` counts the installation too."""
-
-
-def run_deadline(cfg: TrainConfig) -> float | None:
-    """The `time.time()` moment by which the whole run must have ended (`max_total_minutes`, counted from
-    `$HVT_RUN_STARTED` or else from now), or None without a total budget. A start that cannot be read, lies in the
-    future or leaves no time at all is an error here, before any work (an `HVT_RUN_STARTED` left exported in a
-    shell would otherwise cut the next run to one step)."""
-    if cfg.max_total_minutes is None:
-        return None
-    now = time.time()
-    given = os.environ.get(RUN_STARTED)
-    if given is None:
-        return now + cfg.max_total_minutes * 60
-    try:
-        started = float(given)
-    except ValueError:
-        raise ValueError(f"${RUN_STARTED}={given!r} is not a time in Unix seconds (as `date +%s` prints)") from None
-    if started > now + 60:
-        raise ValueError(f"${RUN_STARTED}={given} lies {(started - now) / 60:.1f} minutes in the future")
-    if started + cfg.max_total_minutes * 60 <= now:
-        raise ValueError(
-            f"max_total_minutes={cfg.max_total_minutes} counted from ${RUN_STARTED}={given}, "
-            f"{(now - started) / 60:.1f} minutes ago, is already spent: unset {RUN_STARTED} (the budget then counts "
-            "from now) or raise max_total_minutes"
-        )
-    return started + cfg.max_total_minutes * 60
-
-
-def after_training_decodings(cfg: TrainConfig, model, raw: DatasetDict) -> list[tuple[int, int]]:
-    """The translations a run makes after training, as (sentences, beam size): with `final_weights: validation`,
-    both candidate weights on the whole validation split; the decoding grid on the whole validation split
-    (`tune_num_beams` x `tune_length_penalties`); then the test split (with the grid's largest beam, not chosen yet)."""
-    from train.tune_decoding import decoding_grid
-
-    decodings = []
-    default_beams = cfg.test_num_beams or model.generation_config.num_beams or 1
-    if cfg.ema_decay is not None and cfg.final_weights == "validation":  # both candidates on the validation split
-        decodings += 2 * [(len(raw[cfg.eval_split]), default_beams)]
-    if cfg.tunes_decoding:
-        defaults = model.generation_config
-        grid = decoding_grid(
-            cfg.tune_num_beams or [defaults.num_beams or 1], cfg.tune_length_penalties or [defaults.length_penalty]
-        )
-        decodings += [(len(raw[cfg.eval_split]), beams) for beams, _ in grid]
-    if cfg.test_split:
-        test_beams = max(cfg.tune_num_beams) if cfg.tunes_decoding and cfg.tune_num_beams else default_beams
-        decodings.append((len(raw[cfg.test_split]), test_beams))
-    return decodings
-
-
-TIMED_SENTENCES = 128
-"""Validation sentences translated at each validation of a time-budgeted run to time the work after training."""
-
-
-def after_training_timer(cfg: TrainConfig, model, tokenizer, raw: DatasetDict) -> Callable[[Any], float] | None:
-    """`model -> seconds`: the estimated duration of the translations after training (`after_training_decodings`),
-    from the time `model` takes now to translate `TIMED_SENTENCES` validation sources spread over the split, with
-    the largest of those beams, in its own weights as after training (about 1 s on Multi30k). Measured, not
-    modelled: beam search's cost against greedy validation varies with the CPU and the precision (1.2-1.8x for
-    beam 4-5 on an AVX-512 CPU under bf16 autocast, 2.5x in fp32 synthetic batches). None when nothing is
-    translated after training."""
-    decodings = after_training_decodings(cfg, model, raw)
-    if not decodings:
-        return None
-    sources = list(raw[cfg.eval_split]["src"])
-    sample = sources[:: max(len(sources) // TIMED_SENTENCES, 1)][:TIMED_SENTENCES]
-    beams = max(beams for _, beams in decodings)
-    sentences = sum(count for count, _ in decodings)
-
-    def estimate(trained) -> float:
-        from train.translate import translate
-
-        was_training = trained.training
-        trained.eval()
-        try:
-            start = time.perf_counter()
-            translate(trained, tokenizer, sample, num_beams=beams)
-            return (time.perf_counter() - start) / len(sample) * sentences
-        finally:
-            trained.train(was_training)
-
-    return estimate
 
 
 def best_validation_bleu(log_history: list[dict]) -> float | None:
