@@ -272,6 +272,37 @@ def test_fine_tuning_refuses_a_model_whose_config_does_not_match_its_weights(fin
 
 
 @pytest.mark.slow
+def test_two_processes_stop_together_at_the_end_of_a_time_budget(data, tmp_path):
+    """DDP with `max_train_minutes`: each process measures its own clock, but all stop at the step the first chose
+    (`train.time_budget`); a process stopping a step early would leave the other waiting in an all-reduce."""
+    settings = tiny_settings(
+        data,
+        tmp_path / "run",
+        max_train_minutes=0.1,
+        max_steps=100000,
+        eval_steps=100000,
+        save_steps=100000,
+        average_last=1,
+        test_split=None,
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(free_port()),
+    ]
+    result = subprocess.run(
+        [*torchrun, *train_command(settings)[1:]], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert 0 < summary["steps"] < 100000
+
+
 def test_two_processes_match_one_process_with_the_same_global_batch(data, tmp_path):
     """DDP over gloo with 2 CPU processes vs 1 process accumulating the same 2 batches per step:
     the same losses (dropout off, so the runs are comparable)."""

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import torch
 from datasets import DatasetDict
 from tqdm.auto import tqdm
 from transformers import TrainerCallback
@@ -175,7 +176,7 @@ class TimeBudgetCallback(TrainerCallback):
         return (self.eval_seconds or 0.0) + (self.after_training_seconds or 0.0) + AFTER_TRAINING_OVERHEAD_SECONDS
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.start is not None and self.seconds_left() <= 0:
+        if self.start is not None and _as_process_zero_decides(self.seconds_left() <= 0):
             self.stopped_for_deadline = time.monotonic() - self.start < self.seconds
             if self.stopped_for_deadline:
                 logger.info(
@@ -190,6 +191,18 @@ class TimeBudgetCallback(TrainerCallback):
             control.should_save = True
             control.should_evaluate = args.eval_strategy != IntervalStrategy.NO
         return control
+
+
+def _as_process_zero_decides(stop: bool) -> bool:
+    """Under data parallelism (torchrun), every process stops at the step the first one chose: each measures its own
+    clock, and a process that stopped one step before the others would leave them waiting for it in the next
+    gradient all-reduce forever. Alone, `stop` as it is."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return stop
+    on_gpu = torch.distributed.get_backend() == "nccl"  # NCCL moves GPU tensors only
+    decision = torch.tensor([int(stop)], device=torch.cuda.current_device() if on_gpu else "cpu")
+    torch.distributed.broadcast(decision, src=0)
+    return bool(decision.item())
 
 
 class TimeBudgetProgressCallback(ProgressCallback):
