@@ -124,7 +124,7 @@ def test_step_cooldown_multiplies_the_paper_curve(tmp_path):
 def test_time_cooldown_follows_the_budget_clock(tmp_path, monkeypatch):
     """With a time budget the factor follows the minutes spent, whatever the step."""
     now = [1000.0]
-    monkeypatch.setattr("train.callbacks.time.monotonic", lambda: now[0])
+    monkeypatch.setattr("train.time_budget.time.monotonic", lambda: now[0])
     budget = TimeBudgetCallback(minutes=10)
     optimizer, scheduler = training_optimizer_and_scheduler(
         tmp_path, time_budget=budget, warmup_steps=1, lr_factor=1.0, cooldown_fraction=0.2
