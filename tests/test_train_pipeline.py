@@ -271,6 +271,15 @@ def test_fine_tuning_refuses_a_model_whose_config_does_not_match_its_weights(fin
         build_model(cfg, tokenizer=None)
 
 
+ONE_THREAD_ENV = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+
+
+def torchrun_command(settings: dict) -> list[str]:
+    """`python -m torch.distributed.run` with 2 processes on a free port, training with `settings`."""
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port"]
+    return [*torchrun, str(free_port()), *train_command(settings)[1:]]
+
+
 @pytest.mark.slow
 def test_two_processes_stop_together_at_the_end_of_a_time_budget(data, tmp_path):
     """DDP with `max_train_minutes`: each process measures its own clock, but all stop at the step the first chose
@@ -285,24 +294,15 @@ def test_two_processes_stop_together_at_the_end_of_a_time_budget(data, tmp_path)
         average_last=1,
         test_split=None,
     )
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
-    torchrun = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        str(free_port()),
-    ]
     result = subprocess.run(
-        [*torchrun, *train_command(settings)[1:]], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
+        torchrun_command(settings), cwd=REPO_ROOT, env=ONE_THREAD_ENV, capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stderr[-4000:]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert 0 < summary["steps"] < 100000
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_process_with_the_same_global_batch(data, tmp_path):
     """DDP over gloo with 2 CPU processes vs 1 process accumulating the same 2 batches per step:
     the same losses (dropout off, so the runs are comparable)."""
@@ -318,13 +318,9 @@ def test_two_processes_match_one_process_with_the_same_global_batch(data, tmp_pa
     )
     one = tiny_settings(data, tmp_path / "one", gradient_accumulation_steps=2, **common)
     two = tiny_settings(data, tmp_path / "two", **common)
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+    env = ONE_THREAD_ENV
     subprocess.run(train_command(one), cwd=REPO_ROOT, env=env, check=True, capture_output=True, timeout=600)
-    port = str(free_port())
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port]
-    result = subprocess.run(
-        [*torchrun, *train_command(two)[1:]], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600
-    )
+    result = subprocess.run(torchrun_command(two), cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
 
     def losses(out):

@@ -220,10 +220,8 @@ class TimeBudgetProgressCallback(ProgressCallback):
         super().__init__()
         self.budget = budget
         self.minutes = budget.seconds / 60
-        self.start = time.monotonic()
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self.start = time.monotonic()
         if state.is_world_process_zero:
             self.training_bar = tqdm(
                 total=self.minutes, desc="training (time budget)", bar_format=self.BAR_FORMAT, dynamic_ncols=True
@@ -232,7 +230,7 @@ class TimeBudgetProgressCallback(ProgressCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         if state.is_world_process_zero and self.training_bar is not None:
-            self.training_bar.n = min((time.monotonic() - self.start) / 60, self.minutes)
+            self.training_bar.n = self.budget.fraction_spent() * self.minutes
             self.training_bar.set_postfix_str(self.status(state.global_step), refresh=True)
         self.current_step = state.global_step
 
