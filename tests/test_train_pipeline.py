@@ -501,7 +501,8 @@ def test_bf16_autocast_trains_with_fp32_weights(data, tmp_path):
 def test_a_total_budget_ends_training_early_enough_for_the_work_after_it(tmp_path, monkeypatch):
     """`max_total_minutes` counted from `$HVT_RUN_STARTED` (as `make recipe` sets it): a run started with 25 s of its
     total budget left stops training once the time left would not hold its validation and its translations after
-    training (timed at each validation), long before its `max_train_minutes`, and its summary says so."""
+    training, long before its `max_train_minutes`, and its summary says so. The estimate made as training begins
+    stops it before the first validation (step 20) would have measured them."""
     data = write_slice(tmp_path / "data")
     monkeypatch.setenv("HVT_RUN_STARTED", str(time.time() - 10 * 60 + 25))
     settings = tiny_settings(
@@ -515,4 +516,5 @@ def test_a_total_budget_ends_training_early_enough_for_the_work_after_it(tmp_pat
     )
     summary = train(TrainConfig.from_dict(settings))
     assert summary["training_cut_by_max_total_minutes"] and summary["minutes_until_trained"] < 5
+    assert summary["steps"] < 20
     assert (tmp_path / "out" / "model" / "model.safetensors").is_file() and summary["test"]["bleu"] >= 0

@@ -105,6 +105,44 @@ def test_a_total_budget_with_room_to_spare_leaves_the_training_minutes_alone(mon
     assert step(budget).should_training_stop and not budget.stopped_for_deadline
 
 
+def test_a_total_budget_estimates_the_work_after_training_as_training_begins(monkeypatch, caplog):
+    """A machine slow from the start (another job on its cores): the estimate made as training begins (outputs held
+    to their references' length) stops training in time, without waiting for a validation to measure it; the
+    first validation's measurements then replace it."""
+    clocks = Clocks(monkeypatch)
+    models = []
+
+    def before_training(model):
+        models.append(model)
+        return 400.0, 60.0
+
+    budget = TimeBudgetCallback(
+        12,
+        deadline=clocks.wall + 15 * 60,
+        estimate_after_training=lambda model: 150.0,
+        estimate_before_training=before_training,
+    )
+    clocks.advance(120)
+    model = object()
+    with caplog.at_level(logging.INFO, logger="train.time_budget"):
+        budget.on_train_begin(None, None, None, model=model)
+    assert models == [model] and "6.7 minutes and the final validation's 1.0" in caplog.text
+    left = 15 * 60 - 2 * 60 - (400 + 60 + AFTER_TRAINING_OVERHEAD_SECONDS)
+    assert budget.seconds_left() == pytest.approx(left)
+    clocks.advance(left - 1)
+    assert not step(budget).should_training_stop
+    budget.on_evaluate(None, None, None, metrics={"eval_runtime": 20.0}, model=model)  # measured: less to keep
+    assert budget.seconds_left() == pytest.approx(1 + 400 + 60 - 150 - 20)
+    clocks.advance(1 + 400 + 60 - 150 - 20)
+    assert step(budget).should_training_stop and budget.stopped_for_deadline
+
+
+def test_without_a_deadline_nothing_is_estimated_before_training():
+    budget = TimeBudgetCallback(12, estimate_before_training=lambda model: pytest.fail("estimated without a deadline"))
+    budget.on_train_begin(None, None, None, model=object())
+    assert budget.after_training_seconds is None and budget.eval_seconds is None
+
+
 @pytest.mark.parametrize(
     ("settings", "expected"),
     [
@@ -172,6 +210,62 @@ def test_the_time_after_training_is_extrapolated_from_a_timed_translation(tmp_pa
     assert len(texts) == TIMED_SENTENCES and texts[:2] == ["satz 0", "satz 7"] and texts[-1] == "satz 889"
     nothing_after = {**settings, "test_split": None, "tune_num_beams": None, "tune_length_penalties": None}
     assert after_training_timer(TrainConfig.from_dict(nothing_after), model, None, raw) is None
+
+
+def test_before_training_the_timed_outputs_are_held_to_their_references_mean_length(tmp_path, monkeypatch):
+    """As training begins, the timer translates the same sources with the largest beam after training and with the
+    validation's beam, every output held to the mean length of those sentences' references (`</s>` included), and
+    scales each to the sentences it stands for: every translation after training, and the validation split (at
+    most `max_eval_samples`)."""
+    import time
+    from types import SimpleNamespace
+
+    import torch
+    from datasets import Dataset
+
+    import train.translate
+
+    clock = {"now": 0.0}
+    monkeypatch.setattr(time, "perf_counter", lambda: clock["now"])
+    calls = []
+
+    def fake_translate(model, tokenizer, texts, *, num_beams, **held):
+        calls.append((num_beams, held))
+        clock["now"] += 0.001 * num_beams * len(texts)  # 1 ms a sentence and beam
+        return [""] * len(texts)
+
+    monkeypatch.setattr(train.translate, "translate", fake_translate)
+
+    class WordTokenizer:
+        def __call__(self, *, text_target):
+            return SimpleNamespace(input_ids=[text.split() + ["</s>"] for text in text_target])
+
+    settings = {
+        **tiny_settings(tmp_path, tmp_path / "out"),
+        "test_num_beams": None,
+        "tune_num_beams": [4, 5],
+        "tune_length_penalties": [1.0],
+        "eval_num_beams": 1,
+        "max_eval_samples": 500,
+    }
+    model = torch.nn.Linear(1, 1)
+    model.generation_config = SimpleNamespace(num_beams=4, length_penalty=0.6)
+    targets = ["ein hund", "zwei große hunde rennen"] * 600  # every 9th of them timed: 3 and 5 tokens, 4 on average
+    raw = {
+        "val": Dataset.from_dict({"src": ["a dog"] * 1200, "tgt": targets}),
+        "test2016": Dataset.from_dict({"src": ["a dog"] * 300, "tgt": targets[:300]}),
+    }
+    timer = after_training_timer(TrainConfig.from_dict(settings), model, WordTokenizer(), raw)
+    after, validation = timer.before_training(model)
+    assert timer.reference_length() == 4
+    assert after == pytest.approx(0.005 * (1200 + 1200 + 300)) and validation == pytest.approx(0.001 * 500)
+    held = {"min_new_tokens": 4, "max_new_tokens": 4}
+    assert calls == [(5, held), (1, held)] and model.training
+    unreferenced = {"val": raw["val"].remove_columns("tgt"), "test2016": raw["test2016"]}
+    with pytest.raises(ValueError, match="no references"):
+        after_training_timer(TrainConfig.from_dict(settings), model, WordTokenizer(), unreferenced).before_training(
+            model
+        )
 
 
 def test_a_total_budget_refuses_a_start_it_cannot_use(tmp_path, monkeypatch):

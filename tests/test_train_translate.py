@@ -129,6 +129,29 @@ def test_batch_size_bounds_the_sentences_per_batch(model_dir, monkeypatch):
         translate_cli.translate(model, tokenizer, texts, batch_size=0)
 
 
+@pytest.mark.parametrize("beams", [1, 2])
+def test_min_new_tokens_holds_every_output_to_a_length(model_dir, monkeypatch, beams):
+    """`min_new_tokens` equal to `max_new_tokens` makes every output exactly that long, whatever the model would
+    say: how a time budget times the decoding of an untrained model (`AfterTrainingTimer.before_training`)."""
+    model, tokenizer = load_model(model_dir)
+    outputs = []
+    original = type(model).generate
+
+    def spy(self, *args, **kwargs):
+        generated = original(self, *args, **kwargs)
+        outputs.append(generated)
+        return generated
+
+    monkeypatch.setattr(type(model), "generate", spy)
+    translated = translate_cli.translate(
+        model, tokenizer, SENTENCES, num_beams=beams, min_new_tokens=6, max_new_tokens=6, batch_size=2
+    )
+    assert len(translated) == len(SENTENCES) and len(outputs) == 2
+    for generated in outputs:  # the decoder start token, then 6 tokens none of which ends or pads the output
+        assert generated.shape[1] == 7
+        assert not torch.isin(generated[:, 1:], torch.tensor([tokenizer.eos_token_id, tokenizer.pad_token_id])).any()
+
+
 def test_evaluate_model_decodes_and_records_the_models_generation_config(model_dir, tmp_path, used_configs):
     data = tmp_path / "data"
     data.mkdir()

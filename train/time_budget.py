@@ -85,34 +85,72 @@ TIMED_SENTENCES = 128
 """Validation sentences translated at each validation of a time-budgeted run to time the work after training."""
 
 
-def after_training_timer(cfg: TrainConfig, model, tokenizer, raw: DatasetDict) -> Callable[[Any], float] | None:
-    """`model -> seconds`: the estimated duration of the translations after training (`after_training_decodings`),
-    from the time `model` takes now to translate `TIMED_SENTENCES` validation sources spread over the split, with
-    the largest of those beams, in its own weights as after training (about 1 s on Multi30k). Measured, not
-    modelled: beam search's cost against greedy validation varies with the CPU and the precision (1.2-1.8x for
-    beam 4-5 on an AVX-512 CPU under bf16 autocast, 2.5x in fp32 synthetic batches). None when nothing is
-    translated after training."""
-    decodings = after_training_decodings(cfg, model, raw)
-    if not decodings:
-        return None
-    sources = list(raw[cfg.eval_split]["src"])
-    sample = sources[:: max(len(sources) // TIMED_SENTENCES, 1)][:TIMED_SENTENCES]
-    beams = max(beams for _, beams in decodings)
-    sentences = sum(count for count, _ in decodings)
+class AfterTrainingTimer:
+    """`timer(model) -> seconds`: the estimated duration of the translations after training
+    (`after_training_decodings`), from the time `model` takes now to translate `TIMED_SENTENCES` validation sources
+    spread over the split, with the largest of those beams, in its own weights as after training (about 1 s on
+    Multi30k). Measured, not modelled: beam search's cost against greedy validation varies with the CPU and the
+    precision (1.2-1.8x for beam 4-5 on an AVX-512 CPU under bf16 autocast, 2.5x in fp32 synthetic batches).
 
-    def estimate(trained) -> float:
+    `timer.before_training(model) -> (after training, final validation)` estimates the same before the model has
+    learned anything, when its own outputs would run to the length limit: every output of the timed translation
+    is held to the mean length of those sentences' references (`min_new_tokens` = `max_new_tokens`), which a
+    trained model's outputs come close to, and this package's decoding loops let each sentence leave the batch when
+    it is done, so the sum of the output lengths is what costs. It also times the validation's own decoding
+    (`eval_num_beams` on the validation sentences), which a total budget keeps time for after training too.
+    `benchmarks/bench_budget_estimate.py` compares both estimates with a trained model's real translations.
+    """
+
+    def __init__(self, cfg: TrainConfig, decodings: list[tuple[int, int]], tokenizer, raw: DatasetDict):
+        split = raw[cfg.eval_split]
+        every = max(len(split) // TIMED_SENTENCES, 1)
+        self.sources = list(split["src"])[::every][:TIMED_SENTENCES]
+        self.references = list(split["tgt"])[::every][:TIMED_SENTENCES] if "tgt" in split.column_names else None
+        self.tokenizer = tokenizer
+        self.beams = max(beams for _, beams in decodings)
+        self.sentences = sum(count for count, _ in decodings)
+        self.validation_beams = cfg.eval_num_beams
+        self.validation_sentences = min(len(split), cfg.max_eval_samples or len(split))
+
+    def __call__(self, model) -> float:
+        return self.seconds_per_sentence(model, self.beams) * self.sentences
+
+    def before_training(self, model) -> tuple[float, float]:
+        """(seconds of the translations after training, seconds of the final validation's decoding), with outputs
+        held to their references' mean length."""
+        length = self.reference_length()
+        after = self.seconds_per_sentence(model, self.beams, length) * self.sentences
+        validation = self.seconds_per_sentence(model, self.validation_beams, length) * self.validation_sentences
+        return after, validation
+
+    def reference_length(self) -> int:
+        """The mean length in tokens (`</s>` included) of the timed sentences' references."""
+        if self.references is None:
+            raise ValueError("the validation split has no references (a `tgt` column) to time decoding against")
+        lengths = [len(ids) for ids in self.tokenizer(text_target=self.references).input_ids]
+        return max(round(sum(lengths) / len(lengths)), 1)
+
+    def seconds_per_sentence(self, model, beams: int, length: int | None = None) -> float:
+        """Seconds a sentence that `model` takes to translate the timed sources with `beams`, its outputs held to
+        `length` tokens if given."""
         from train.translate import translate
 
-        was_training = trained.training
-        trained.eval()
+        forced = {} if length is None else {"min_new_tokens": length, "max_new_tokens": length}
+        was_training = model.training
+        model.eval()
         try:
             start = time.perf_counter()
-            translate(trained, tokenizer, sample, num_beams=beams)
-            return (time.perf_counter() - start) / len(sample) * sentences
+            translate(model, self.tokenizer, self.sources, num_beams=beams, **forced)
+            return (time.perf_counter() - start) / len(self.sources)
         finally:
-            trained.train(was_training)
+            model.train(was_training)
 
-    return estimate
+
+def after_training_timer(cfg: TrainConfig, model, tokenizer, raw: DatasetDict) -> AfterTrainingTimer | None:
+    """The timer of the translations after training (`AfterTrainingTimer`), or None when nothing is translated
+    after training."""
+    decodings = after_training_decodings(cfg, model, raw)
+    return AfterTrainingTimer(cfg, decodings, tokenizer, raw) if decodings else None
 
 
 AFTER_TRAINING_OVERHEAD_SECONDS = 30.0
@@ -127,11 +165,13 @@ class TimeBudgetCallback(TrainerCallback):
     budget whatever the machine's speed and its last validation is of its final weights.
 
     At each validation it also estimates the work after training (the test translation, a decoding grid) with
-    `estimate_after_training(model) -> seconds` (None: not estimated; `after_training_timer`). With
+    `estimate_after_training(model) -> seconds` (None: not estimated; `AfterTrainingTimer`). With
     `deadline` (a `time.time()` moment: the end of the whole run's budget, `TrainConfig.max_total_minutes`)
     training stops earlier when the time left before the deadline would no longer hold that work, the final
-    validation and `AFTER_TRAINING_OVERHEAD_SECONDS`. Before the first validation there is no estimate, and only
-    `minutes` applies.
+    validation and `AFTER_TRAINING_OVERHEAD_SECONDS`. Until the first validation measures them, the reserve comes
+    from `estimate_before_training(model) -> (after training, final validation)`, called as training begins
+    (`AfterTrainingTimer.before_training`): a machine already slow from the start (another job on its cores)
+    stops training in time, instead of learning so at the first validation, too late.
     """
 
     def __init__(
@@ -139,17 +179,27 @@ class TimeBudgetCallback(TrainerCallback):
         minutes: float,
         deadline: float | None = None,
         estimate_after_training: Callable[[Any], float] | None = None,
+        estimate_before_training: Callable[[Any], tuple[float, float]] | None = None,
     ):
         self.seconds = minutes * 60
         self.deadline = deadline
         self.estimate_after_training = estimate_after_training
+        self.estimate_before_training = estimate_before_training
         self.start: float | None = None
         self.eval_seconds: float | None = None
         self.after_training_seconds: float | None = None
         self.stopped_for_deadline = False
 
-    def on_train_begin(self, args, state, control, **kwargs):
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
         self.start = time.monotonic()
+        if self.deadline is not None and self.estimate_before_training is not None and model is not None:
+            self.after_training_seconds, self.eval_seconds = self.estimate_before_training(model)
+            logger.info(
+                "work after training estimated before it, with outputs of the references' length: %.1f minutes "
+                "and the final validation's %.1f (measured again at each validation)",
+                self.after_training_seconds / 60,
+                self.eval_seconds / 60,
+            )
 
     def fraction_spent(self) -> float:
         """The fraction of `minutes` spent so far (0 before training begins, 1 at its end)."""

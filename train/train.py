@@ -341,9 +341,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     ]
     time_budget = None
     if cfg.max_train_minutes is not None:
-        time_budget = TimeBudgetCallback(
-            cfg.max_train_minutes, deadline, after_training_timer(cfg, model, tokenizer, raw)
-        )
+        timer = after_training_timer(cfg, model, tokenizer, raw)
+        before_training = timer.before_training if timer is not None and deadline is not None else None
+        time_budget = TimeBudgetCallback(cfg.max_train_minutes, deadline, timer, before_training)
         callbacks.append(time_budget)
     if cfg.ema_decay is not None:
         callbacks.append(EmaCallback(cfg.ema_decay))

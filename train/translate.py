@@ -90,6 +90,7 @@ def translate(
     num_beams: int | None = None,
     length_penalty: float | None = None,
     max_new_tokens: int | None = None,
+    min_new_tokens: int | None = None,
     batch_tokens: int = 6000,
     batch_size: int | None = None,
     progress: bool = False,
@@ -98,8 +99,9 @@ def translate(
 
     `batch_tokens` bounds source tokens x beams per batch (sentences sorted by length, so padding is small),
     and `batch_size`, if given, the sentences per batch. Decoding settings left at `None` come
-    from `model.generation_config` (`decoding_settings`). Raises `ValueError` naming the line
-    (1-based position in `texts`) of a text longer than the model's position table."""
+    from `model.generation_config` (`decoding_settings`); `min_new_tokens` (none by default) keeps `</s>` out of the
+    first tokens of every output. Raises `ValueError` naming the line (1-based position in `texts`) of a text
+    longer than the model's position table."""
     if isinstance(texts, str):
         raise TypeError("translate() takes a list of sentences, not a single string")
     if num_beams is not None and (isinstance(num_beams, bool) or not isinstance(num_beams, int) or num_beams < 1):
@@ -111,6 +113,8 @@ def translate(
     overrides = {"num_beams": num_beams, "length_penalty": length_penalty, "max_new_tokens": max_new_tokens}
     overrides = {key: value for key, value in overrides.items() if value is not None}
     num_beams = decoding_settings(model, **overrides)["num_beams"]
+    if min_new_tokens is not None:
+        overrides["min_new_tokens"] = min_new_tokens
     limit = model.config.max_position_embeddings
     encoded = {i: tokenizer(text.strip(), truncation=False).input_ids for i, text in enumerate(texts) if text.strip()}
     for i, ids in encoded.items():
