@@ -126,7 +126,7 @@ def test_a_total_budget_estimates_the_work_after_training_as_training_begins(mon
     model = object()
     with caplog.at_level(logging.INFO, logger="train.time_budget"):
         budget.on_train_begin(None, None, None, model=model)
-    assert models == [model] and "6.7 minutes and the final validation's 1.0" in caplog.text
+    assert models == [model] and "translations 400 s, final validation 60 s" in caplog.text
     left = 15 * 60 - 2 * 60 - (400 + 60 + AFTER_TRAINING_OVERHEAD_SECONDS)
     assert budget.seconds_left() == pytest.approx(left)
     clocks.advance(left - 1)

@@ -195,10 +195,10 @@ class TimeBudgetCallback(TrainerCallback):
         if self.deadline is not None and self.estimate_before_training is not None and model is not None:
             self.after_training_seconds, self.eval_seconds = self.estimate_before_training(model)
             logger.info(
-                "work after training estimated before it, with outputs of the references' length: %.1f minutes "
-                "and the final validation's %.1f (measured again at each validation)",
-                self.after_training_seconds / 60,
-                self.eval_seconds / 60,
+                "work after training estimated before it, with outputs of the references' length: translations "
+                "%.0f s, final validation %.0f s (measured again at each validation)",
+                self.after_training_seconds,
+                self.eval_seconds,
             )
 
     def fraction_spent(self) -> float:
