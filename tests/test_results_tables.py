@@ -121,6 +121,52 @@ def test_missing_results_say_which_command_makes_them(tmp_path):
     assert "Not measured yet: run `make compare`" in text
     avx2 = rewrite(f"{begin_marker('recipe-vs-baseline-avx2')}\n{end_marker('recipe-vs-baseline-avx2')}\n", tmp_path)
     assert "run `python -m train.compare_baseline --output results/recipe-vs-baseline-avx2.json`" in avx2
+    speed = rewrite(f"{begin_marker('speed')}\n{end_marker('speed')}\n", tmp_path)
+    assert f"Not measured yet: `python benchmarks/bench_model.py --json {results_tables.SPEED_RESULTS}`" in speed
+
+
+def test_the_speed_table_shows_each_presets_ratios_from_one_benchmark_run(tmp_path):
+    """Ratios are Marian's time over ours, as `bench_model.py` records them; a preset or a variant the run did not
+    measure (bf16 weights on a CPU without native bf16) is left out or shown as a dash (numbers made up)."""
+
+    def step(variant: str, ratio: float, mfu: float) -> dict:
+        return {"measurement": "training step, small", "variant": variant, "ratio_vs_marian_fp32": ratio, "mfu": mfu}
+
+    rows = [
+        step("marian fp32", 1.0, 0.70),
+        step("ours fp32", 1.494, 0.668),
+        step("ours fp32, padding computed", 1.018, 0.71),
+        step("ours bf16 autocast", 2.534, 0.414),
+        *(
+            {"measurement": "peak memory of a training step, small", "variant": variant, "peak_rss_growth_mib": mib}
+            for variant, mib in [("marian fp32", 1684.0), ("ours fp32", 1598.5), ("ours bf16", 1054.6)]
+        ),
+        {"measurement": "greedy decoding, small, 64 x 25 tokens", "variant": "ours", "ratio_vs_marian": 1.571},
+        {"measurement": "beam-4 decoding, small, 64 x 25 tokens", "variant": "ours", "ratio_vs_marian": 2.226},
+        {
+            "measurement": "beam-4 decoding, small, 64 x 25 tokens",
+            "variant": "ours, bf16 weights",
+            "ratio_vs_marian": 3.08,
+        },
+    ]
+    record = {
+        "machine": {"cpu": "AMD EPYC", "flags": ["avx2", "avx512f"], "threads": 2, "torch": "2.13.0+cpu",
+                    "transformers": "5.24.0", "decoding_clock": "wall time"},
+        "command": "benchmarks/bench_model.py --presets small --json x.json",
+        "rows": rows,
+    }  # fmt: skip
+    path = tmp_path / results_tables.SPEED_RESULTS
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(record))
+    table = rewrite(f"{begin_marker('speed')}\n{end_marker('speed')}\n", tmp_path)
+    assert "| measurement | small (d 256, 3+3) |\n|---|---|\n" in table and "base" not in table
+    assert "| training step, ours fp32 / Marian fp32 | 1.49x |" in table
+    assert "Marian fp32 | **2.53x** |" in table and "| 0.67 / 0.41 |" in table
+    assert "| 1,598 / 1,055 / 1,684 |" in table
+    assert "| greedy decoding, ours / Marian | 1.57x |" in table
+    assert "| beam-4 decoding, ours / Marian | 2.23x |" in table
+    assert "Marian fp32 | – / 3.08x |" in table
+    assert "AMD EPYC (avx2, avx512f), 2 threads, torch 2.13.0+cpu" in table and "`benchmarks/bench_model.py" in table
 
 
 def test_each_comparison_file_has_its_own_table(root):
@@ -136,8 +182,8 @@ def test_each_comparison_file_has_its_own_table(root):
 
 
 def test_bad_markers_are_errors_naming_them(root):
-    with pytest.raises(StaleTableError, match=r"unknown table marker\(s\) \['speed'\]"):
-        rewrite(f"{begin_marker('speed')}\n{end_marker('speed')}\n", root)
+    with pytest.raises(StaleTableError, match=r"unknown table marker\(s\) \['memory'\]"):
+        rewrite(f"{begin_marker('memory')}\n{end_marker('memory')}\n", root)
     with pytest.raises(StaleTableError, match="unpaired table markers"):
         rewrite(f"{begin_marker('ablations')}\ntext\n", root)
     with pytest.raises(StaleTableError, match="unpaired table markers"):

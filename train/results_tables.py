@@ -24,7 +24,9 @@ tables (`TABLES`) and the files each is built from:
 - `recipe-seeds`: `results/recipe-seeds.json` (`python -m train.seed_spread`): `make recipe` with three seeds
   on one machine, each run and the spread;
 - `en-de-long-runs`: the runs `results/en-de-long-runs.json` lists (a results file of `python -m train.recipe`
-  and an `evaluate_model` file of the validation split, decoded alike, for each).
+  and an `evaluate_model` file of the validation split, decoded alike, for each);
+- `speed`: `SPEED_RESULTS` (`python benchmarks/bench_model.py --json ...`, `make benchmark`): our model against
+  `MarianMTModel` of the same architecture, training and decoding, both presets, as ratios from one run.
 
 A table whose files do not exist yet says which command makes them.
 """
@@ -235,6 +237,87 @@ def long_runs_table(root: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+SPEED_RESULTS = "benchmarks/results/model-vs-marian-session18.json"
+"""The run of `benchmarks/bench_model.py` (both presets) that the README's speed table shows: the latest one."""
+
+
+def speed_table(root: Path) -> str:
+    """`SPEED_RESULTS` as the README's speed table: for each preset, our model's training step and decoding against
+    Marian's as ratios (Marian's time over ours), MFU and peak memory."""
+    path = root / SPEED_RESULTS
+    if not path.is_file():
+        return f"Not measured yet: `python benchmarks/bench_model.py --json {SPEED_RESULTS}`.\n"
+    record = _read(path)
+    rows: dict[tuple[str, str], dict[str, Any]] = {(r["measurement"], r["variant"]): r for r in record["rows"]}
+    presets = [preset for preset in ("small", "base") if (f"training step, {preset}", "ours fp32") in rows]
+
+    def row(measurement: str, preset: str, variant: str) -> dict[str, Any] | None:
+        found = [r for (m, v), r in rows.items() if v == variant and m.startswith(f"{measurement}, {preset}")]
+        return found[0] if found else None
+
+    def ratio(measurement: str, variant: str, bold: bool = False) -> Callable[[str], str]:
+        def cell(preset: str) -> str:
+            found = row(measurement, preset, variant)
+            if found is None:
+                return "–"
+            value = found.get("ratio_vs_marian_fp32", found.get("ratio_vs_marian"))
+            return f"**{value:.2f}x**" if bold else f"{value:.2f}x"
+
+        return cell
+
+    def pair(first: Callable[[str], str], second: Callable[[str], str]) -> Callable[[str], str]:
+        return lambda preset: f"{first(preset)} / {second(preset)}"
+
+    def mfu(variant: str) -> Callable[[str], str]:
+        return lambda preset: f"{row('training step', preset, variant)['mfu']:.2f}"
+
+    def memory(preset: str) -> str:
+        variants = ("ours fp32", "ours bf16", "marian fp32")
+        found = [row("peak memory of a training step", preset, variant) for variant in variants]
+        return " / ".join(f"{r['peak_rss_growth_mib']:,.0f}" if r else "–" for r in found)
+
+    lines = [
+        "| measurement | " + " | ".join(f"{preset} ({PRESET_SHAPES[preset]})" for preset in presets) + " |",
+        "|---|" + "---|" * len(presets),
+    ]
+    for label, cell in [
+        ("training step, ours fp32 / Marian fp32", ratio("training step", "ours fp32")),
+        (
+            "training step, ours fp32 computing the padding too (`skip_padding=False`) / Marian fp32",
+            ratio("training step", "ours fp32, padding computed"),
+        ),
+        (
+            "training step, ours bf16 autocast (as `precision: auto` trains on a CPU with native bf16) / Marian fp32",
+            ratio("training step", "ours bf16 autocast", bold=True),
+        ),
+        (
+            "MFU, ours fp32 / bf16 (the FLOPs each computes, against the matmul peak of that dtype measured in "
+            "the run)",
+            pair(mfu("ours fp32"), mfu("ours bf16 autocast")),
+        ),
+        ("peak memory of a training step, ours fp32 / bf16 / Marian fp32 (MiB above the model)", memory),
+        ("greedy decoding, ours / Marian", ratio("greedy decoding", "ours")),
+        ("beam-4 decoding, ours / Marian", ratio("beam-4 decoding", "ours")),
+        (
+            "greedy / beam-4 decoding, ours with bf16 weights (`--dtype bfloat16`) / Marian fp32",
+            pair(ratio("greedy decoding", "ours, bf16 weights"), ratio("beam-4 decoding", "ours, bf16 weights")),
+        ),
+    ]:
+        lines.append(f"| {label} | " + " | ".join(cell(preset) for preset in presets) + " |")
+    machine = record["machine"]
+    lines.append("")
+    lines.append(
+        f"{machine['cpu']} ({', '.join(machine.get('flags', []))}), {machine['threads']} threads, torch "
+        f"{machine.get('torch', '?')}, transformers {machine.get('transformers', '?')}, decoding timed in "
+        f"{machine.get('decoding_clock', '?')}; `{record['command']}`; `{SPEED_RESULTS}`."
+    )
+    return "\n".join(lines) + "\n"
+
+
+PRESET_SHAPES = {"small": "d 256, 3+3", "base": "d 512, 6+6"}
+"""The shape of each preset the speed table names (`VanillaTransformerConfig.small()` / `.base()`)."""
+
+
 TABLES: dict[str, Callable[[Path], str]] = {
     "trained-models": trained_models_table,
     "recipe-vs-baseline": recipe_vs_baseline_table,
@@ -243,6 +326,7 @@ TABLES: dict[str, Callable[[Path], str]] = {
     "side-by-side": side_by_side_table,
     "recipe-seeds": recipe_seeds_table,
     "en-de-long-runs": long_runs_table,
+    "speed": speed_table,
 }
 """Every table the README may hold, by marker name."""
 
