@@ -46,9 +46,10 @@ def run_child(mode: str, *args: str, **env) -> dict:
 def test_freed_memory_is_reused_instead_of_faulted_in_again():
     default, kept = run_child("default"), run_child("keep")
     # glibc adapts its thresholds, so the default varies from run to run (18-62k faults over three steps measured);
-    # with freed memory kept, what remains is the heap's one-time growth (0-4,000)
+    # with freed memory kept, what remains is the heap's one-time growth (0-4,000 measured, once 7,781 against the
+    # default's 25,511 in a CI run under pytest -n auto); without reuse the two would be alike
     assert default["faults"] > 10_000  # large tensors mapped afresh at every step: a fault per 4 KiB page
-    assert kept["faults"] < default["faults"] / 4  # freed memory reused
+    assert kept["faults"] < default["faults"] / 2  # freed memory reused
     assert kept["state"].startswith("glibc, freed memory kept")
 
 
