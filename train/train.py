@@ -341,9 +341,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
     ]
     time_budget = None
     if cfg.max_train_minutes is not None:
-        timer = after_training_timer(cfg, model, tokenizer, raw)
-        before_training = timer.before_training if timer is not None and deadline is not None else None
-        time_budget = TimeBudgetCallback(cfg.max_train_minutes, deadline, timer, before_training)
+        timer = after_training_timer(cfg, model, tokenizer, raw)  # the callback uses it only with a deadline
+        time_budget = TimeBudgetCallback(
+            cfg.max_train_minutes, deadline, timer, timer.before_training if timer is not None else None
+        )
         callbacks.append(time_budget)
     if cfg.ema_decay is not None:
         callbacks.append(EmaCallback(cfg.ema_decay))
