@@ -216,11 +216,13 @@ def test_a_copy_of_the_real_readme_with_every_marker_is_rebuilt_consistently(tmp
     assert stale_tables(rebuilt, REPO_ROOT) == [] and set(stale_tables(text, REPO_ROOT)) <= set(results_tables.TABLES)
 
 
-def _long_run(root: Path, name: str, *, steps: int, validation: float, test: float, beam=(4, 2.2)) -> dict:
+def _long_run(
+    root: Path, name: str, *, steps: int, validation: float, test: float, beam=(4, 2.2), seed: int = 1
+) -> dict:
     """A recipe results file and its validation evaluation under `root` (numbers made up for the test)."""
     lc_tok = "nrefs:1|case:mixed|eff:no|tok:none|smooth:exp|version:2.6.0|pre:none(model-outputs-lc-tok-text)"
     decoding = {"num_beams": beam[0], "length_penalty": beam[1]}
-    results = {"steps": steps, "epochs": steps / 250, "machine": MACHINE,
+    results = {"steps": steps, "epochs": steps / 250, "machine": MACHINE, "seed": seed,
                "test": {**decoding, "bleu_tok_lc": test, "bleu_tok_lc_signature": lc_tok}}  # fmt: skip
     (root / "results" / f"{name}.json").write_text(json.dumps(results))
     (root / "results" / f"{name}-validation.json").write_text(json.dumps({**decoding, "bleu_tok_lc": validation}))
@@ -239,6 +241,17 @@ def test_the_long_runs_table_reads_each_listed_run_from_its_files(root):
     assert "| run-a | 11,157 (45) | 2 | beam 4, α 2.2 | **41.56** | **39.70** | `results/run-a.json`, " in text
     assert "| run-b | 9,981 (40) | 2 | beam 5, α 1.8 | 40.61 | 39.91 | `results/run-b.json`, " in text
     assert "Two runs. lc-tok: lowercased, Moses-tokenised BLEU, `nrefs:1|" in text
+    assert "The chosen setting over" not in text  # one seed of it: no spread
+
+    # The chosen setting with another seed: the spread of its seeds follows the table.
+    runs.append(_long_run(root, "run-c", steps=9866, validation=42.16, test=40.48, seed=2))
+    runs[-1]["seed_of_chosen"] = True
+    (root / "results" / "en-de-long-runs.json").write_text(json.dumps(index))
+    text = rewrite(f"{begin_marker('en-de-long-runs')}\n{end_marker('en-de-long-runs')}\n", root)
+    assert (
+        "The chosen setting over its 2 seeds (1, 2; mean ± sample standard deviation): validation lc-tok "
+        "41.86 ± 0.42 (from 41.56 to 42.16), test lc-tok 40.09 ± 0.55 (from 39.70 to 40.48)." in text
+    )
 
     # A validation score of another decoding than the test's is not that run's choice: an error naming the files.
     (root / "results" / "run-b-validation.json").write_text(json.dumps({"num_beams": 4, "length_penalty": 1.8}))

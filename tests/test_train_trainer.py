@@ -21,6 +21,7 @@ from transformers import DataCollatorForSeq2Seq, MarianConfig, MarianMTModel, Se
 from tests._tiny_tokenizer import tiny_tokenizer
 from tests.train_helpers import one_thread  # noqa: F401  (autouse fixture: one torch thread)
 from train.batching import TokenBudgetBatchSampler
+from train.bpe_dropout import BpeDropout
 from train.data import example_lengths, filter_by_length, tokenize_dataset
 from train.trainer import TokenBudgetSeq2SeqTrainer, bypass_batch_sampler_shard
 
@@ -58,7 +59,9 @@ def tiny_model(tokenizer) -> MarianMTModel:
     return MarianMTModel(config)
 
 
-def make_trainer(tokenizer, train_dataset: Dataset, output_dir: Path, **arguments) -> TokenBudgetSeq2SeqTrainer:
+def make_trainer(
+    tokenizer, train_dataset: Dataset, output_dir: Path, bpe_dropout: BpeDropout | None = None, **arguments
+) -> TokenBudgetSeq2SeqTrainer:
     model = tiny_model(tokenizer)
     settings = {"num_train_epochs": 2, "learning_rate": 1e-3, "seed": 7, "save_strategy": "no", **arguments}
     args = Seq2SeqTrainingArguments(
@@ -71,6 +74,7 @@ def make_trainer(tokenizer, train_dataset: Dataset, output_dir: Path, **argument
         data_collator=DataCollatorForSeq2Seq(tokenizer, model=model),
         processing_class=tokenizer,
         max_tokens=MAX_TOKENS,
+        bpe_dropout=bpe_dropout,
     )
 
 
@@ -124,6 +128,62 @@ def test_resuming_mid_epoch_replays_the_same_batches(tokenizer, train_dataset, t
     resumed.train(resume_from_checkpoint=str(tmp_path / f"checkpoint-{save_step}"))
     assert len(resumed_batches) == 2 * steps_per_epoch - save_step > 0
     assert [b["rows"] for b in resumed_batches] == [b["rows"] for b in full_batches[save_step:]]
+
+
+def record_segmentations(trainer: TokenBudgetSeq2SeqTrainer, tokenizer, train_dataset: Dataset) -> list[dict]:
+    """Hook the model; each entry is one forward pass: dataset ids of its rows, found by their decoded
+    source text (which must be the row's), and the source token ids of each row."""
+    row_of = {text: row for row, text in zip(train_dataset["id"], train_dataset["src"], strict=True)}
+    seen: list[dict] = []
+
+    def hook(module, args, kwargs):
+        if module.training:
+            sources = [
+                tuple(ids[mask.bool()].tolist())
+                for ids, mask in zip(kwargs["input_ids"], kwargs["attention_mask"], strict=True)
+            ]
+            rows = [row_of[tokenizer.decode(ids, skip_special_tokens=True).strip()] for ids in sources]
+            seen.append({"rows": rows, "sources": sources})
+
+    trainer.model.register_forward_pre_hook(hook, with_kwargs=True)
+    return seen
+
+
+def test_bpe_dropout_segments_every_epoch_anew_in_the_same_batches_and_resumes_exactly(
+    tokenizer, train_dataset, tmp_path
+) -> None:
+    steps_per_epoch = len(TokenBudgetBatchSampler(*example_lengths(train_dataset), MAX_TOKENS))
+    save_step = steps_per_epoch + 2  # two updates into the second epoch
+    dropout = BpeDropout(tokenizer, 0.3)
+    full = make_trainer(tokenizer, train_dataset, tmp_path, dropout, save_strategy="steps", save_steps=save_step)
+    seen = record_segmentations(full, tokenizer, train_dataset)
+    full.train()
+    plain = make_trainer(tokenizer, train_dataset, tmp_path / "plain")
+    plain_seen = record_batches(plain, train_dataset)
+    plain.train()
+    assert [batch["rows"] for batch in seen] == [batch["rows"] for batch in plain_seen]  # the same batches
+
+    plain_sources = {row: tuple(ids) for row, ids in zip(train_dataset["id"], train_dataset["input_ids"], strict=True)}
+    epochs = [
+        {row: ids for batch in seen[e * steps_per_epoch : (e + 1) * steps_per_epoch] for row, ids in
+         zip(batch["rows"], batch["sources"], strict=True)}
+        for e in range(2)
+    ]  # fmt: skip
+    assert sum(epochs[0][row] != plain_sources[row] for row in plain_sources) > 10
+    assert sum(epochs[0][row] != epochs[1][row] for row in plain_sources) > 10
+
+    resumed = make_trainer(tokenizer, train_dataset, tmp_path, BpeDropout(tokenizer, 0.3))
+    resumed_seen = record_segmentations(resumed, tokenizer, train_dataset)
+    resumed.train(resume_from_checkpoint=str(tmp_path / f"checkpoint-{save_step}"))
+    assert len(resumed_seen) == 2 * steps_per_epoch - save_step > 0
+    assert resumed_seen == seen[save_step:]
+
+
+def test_bpe_dropout_needs_the_text_and_the_main_process(tokenizer, train_dataset, tmp_path) -> None:
+    with pytest.raises(ValueError, match=r"no \['src'\] column"):
+        make_trainer(tokenizer, train_dataset.remove_columns("src"), tmp_path, BpeDropout(tokenizer, 0.1))
+    with pytest.raises(ValueError, match="dataloader_num_workers=0"):
+        make_trainer(tokenizer, train_dataset, tmp_path, BpeDropout(tokenizer, 0.1), dataloader_num_workers=1)
 
 
 def test_eval_is_sorted_longest_first_and_predict_keeps_order(tokenizer, train_dataset, tmp_path) -> None:

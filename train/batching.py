@@ -16,7 +16,7 @@ and target tensors of a batch to at most 25000 positions, as in the paper.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,6 +55,8 @@ class TokenBudgetBatchSampler(Sampler[list[int]]):
         shuffle: randomise tie-breaking and the order of batches.
         seed: base seed; the randomness of epoch `e` is seeded with `(seed, e)`.
         num_replicas / rank: data-parallel world size and this process's rank.
+        on_set_epoch: called with the epoch by `set_epoch`, for a dataset that changes with the epoch in step
+            with the batches (`train.bpe_dropout.EpochSegmentedDataset.set_epoch`).
     """
 
     def __init__(
@@ -67,6 +69,7 @@ class TokenBudgetBatchSampler(Sampler[list[int]]):
         seed: int = 0,
         num_replicas: int = 1,
         rank: int = 0,
+        on_set_epoch: Callable[[int], None] | None = None,
     ) -> None:
         self.src_lengths = np.asarray(src_lengths, dtype=np.int64)
         self.tgt_lengths = np.asarray(tgt_lengths, dtype=np.int64)
@@ -76,6 +79,7 @@ class TokenBudgetBatchSampler(Sampler[list[int]]):
         self.seed = seed
         self.num_replicas = num_replicas
         self.rank = rank
+        self.on_set_epoch = on_set_epoch
         self.epoch = 0
         self._longer_side = np.maximum(self.src_lengths, self.tgt_lengths).tolist()
         # Tie-breaking never changes the sequence of lengths, hence nor the number of batches.
@@ -85,6 +89,8 @@ class TokenBudgetBatchSampler(Sampler[list[int]]):
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose shuffling the next iteration uses."""
         self.epoch = epoch
+        if self.on_set_epoch is not None:
+            self.on_set_epoch(epoch)
 
     def __len__(self) -> int:
         """Batches this replica yields per epoch."""

@@ -40,6 +40,10 @@ class TrainConfig:
     tokenizer: str | None = None
     """An existing tokenizer folder; None trains a shared BPE on the training text."""
     vocab_size: int = 8000
+    bpe_dropout: float = 0.0
+    """Not in the paper: BPE-dropout (Provilkov et al., 2020) on the training pairs, both sides: each epoch
+    segments every pair anew, dropping each candidate merge with this probability (`train.bpe_dropout`; the
+    paper's 0.1). Validation, test and translation use the plain segmentation. 0: plain BPE throughout."""
 
     # ------------------------------------------------------------------ model (§3, Table 3)
     model_type: str = "vanilla-transformer"
@@ -167,6 +171,8 @@ class TrainConfig:
             for name in POSITIVE_OR_NONE
             if getattr(self, name) is not None and getattr(self, name) < 1
         ]
+        if not 0.0 <= self.bpe_dropout < 1.0:
+            problems.append(f"bpe_dropout must be in [0, 1), got {self.bpe_dropout}")
         if not 0.0 <= self.label_smoothing < 1.0:
             problems.append(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.max_train_minutes is not None and self.max_train_minutes < 0:

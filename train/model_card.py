@@ -544,6 +544,8 @@ def hyperparameters(
     }
     if cfg.ema_decay is not None:
         values["final weights"] = final_weights_text(cfg, final_weights)
+    if cfg.bpe_dropout:
+        values["BPE-dropout"] = f"{cfg.bpe_dropout:g} on training pairs, both sides, new segmentations every epoch"
     if cfg.init_embeddings:
         vectors = (
             "skip-gram vectors of the training text (gensim)"

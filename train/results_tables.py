@@ -234,7 +234,32 @@ def long_runs_table(root: Path) -> str:
         + ", ".join(f"`{signature}`" for signature in sorted(signatures))
         + f"; `{_relative(path, root)}`."
     )
+    seeds = _chosen_setting_seeds(root, index["runs"])
+    if seeds:
+        lines.append("")
+        lines.append(seeds)
     return "\n".join(lines) + "\n"
+
+
+def _chosen_setting_seeds(root: Path, runs: Sequence[Mapping[str, Any]]) -> str:
+    """The spread (`train.seed_spread.spread`) of the lc-tok scores over the chosen run and the runs marked
+    `seed_of_chosen` (the chosen setting with other seeds), or "" when there is only one."""
+    from train.seed_spread import spread
+
+    chosen = [run for run in runs if run.get("chosen") or run.get("seed_of_chosen")]
+    if len(chosen) < 2:
+        return ""
+    seeds = [_read(root / run["results"]).get("seed") for run in chosen]
+    validation = spread([_read(root / run["validation"])["bleu_tok_lc"] for run in chosen])
+    test = spread([_read(root / run["results"])["test"]["bleu_tok_lc"] for run in chosen])
+
+    def text(values: Mapping[str, float]) -> str:
+        return f"{values['mean']:.2f} ± {values['sd']:.2f} (from {values['min']:.2f} to {values['max']:.2f})"
+
+    return (
+        f"The chosen setting over its {len(chosen)} seeds ({', '.join(map(str, seeds))}; mean ± sample standard "
+        f"deviation): validation lc-tok {text(validation)}, test lc-tok {text(test)}."
+    )
 
 
 SPEED_RESULTS = "benchmarks/results/model-vs-marian-session18.json"

@@ -10,7 +10,8 @@ What a run does, and where it writes (`output_dir`):
 1. loads the parallel data once (`train.data.load_corpus`), stopping with a clear error on bad
    files or on a split name (train, validation or test) that the data do not have;
 2. trains a shared BPE tokenizer on the training text, or loads `tokenizer` / `init_from`'s
-   (`tokenizer/`), and tokenises with `datasets.map` (cached under `cache/`);
+   (`tokenizer/`), and tokenises with `datasets.map` (cached under `cache/`); with `bpe_dropout` the
+   training pairs are segmented anew in every epoch (`train.bpe_dropout`);
 3. builds the model from a preset plus overrides, or loads `init_from` to fine-tune (checked, and
    only regularisation may be overridden: `train.config.FINE_TUNING_OVERRIDES`);
 4. trains with Adam (beta2 0.98, eps 1e-9), the inverse-square-root schedule with warmup (§5.3,
@@ -60,6 +61,7 @@ import hf_vanilla_transformer as hvt
 from train.allocator import keep_freed_memory
 from train.average_checkpoints import average_checkpoints, last_checkpoints
 from train.batching import padding_stats
+from train.bpe_dropout import BpeDropout
 from train.callbacks import KeepLastCheckpointsCallback, MetricsLogCallback, plot_metrics
 from train.config import TrainConfig, model_class, model_config_class
 from train.data import (
@@ -112,6 +114,15 @@ def prepare_datasets(cfg: TrainConfig, raw: DatasetDict, tokenizer, output_dir: 
     tokenized = tokenize_dataset(subset, tokenizer, cache_dir=output_dir / "cache")
     train, dropped = filter_by_length(tokenized["train"], cfg.max_source_length, cfg.max_target_length)
     return train, tokenized["validation"], dropped
+
+
+def bpe_dropout(cfg: TrainConfig, tokenizer) -> BpeDropout | None:
+    """The run's BPE-dropout on training pairs (`cfg.bpe_dropout`), within its length limits; None at 0."""
+    if not cfg.bpe_dropout:
+        return None
+    return BpeDropout(
+        tokenizer, cfg.bpe_dropout, max_source_length=cfg.max_source_length, max_target_length=cfg.max_target_length
+    )
 
 
 # ---------------------------------------------------------------------------- model
@@ -362,6 +373,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> dict[str, Any]:
         max_tokens=cfg.max_tokens,
         label_smoothing=cfg.label_smoothing,
         lr_multiplier=cooldown_multiplier(cfg, time_budget),
+        bpe_dropout=bpe_dropout(cfg, tokenizer),
     )
     if time_budget is not None and trainer.pop_callback(ProgressCallback) is not None:
         trainer.add_callback(TimeBudgetProgressCallback(time_budget))

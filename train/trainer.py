@@ -29,7 +29,11 @@ How it plugs into `transformers.Trainer` (checked against transformers 5.23 / ac
   `predict_with_generate`. `predict()` / `get_test_dataloader` keep the dataset order, so
   predictions line up with the input rows.
 
-The seed of the batches is `args.data_seed`, else `args.seed`.
+With `bpe_dropout`, the loader reads an `EpochSegmentedDataset` (`train.bpe_dropout`) whose epoch the batch
+sampler's `set_epoch` sets, so batches and segmentations change together, and a resumed run sees both as
+the uninterrupted run did.
+
+The seed of the batches (and of BPE-dropout) is `args.data_seed`, else `args.seed`.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from transformers import Seq2SeqTrainer
 from transformers.trainer_utils import seed_worker
 
 from train.batching import LengthSortedSampler, TokenBudgetBatchSampler
+from train.bpe_dropout import BpeDropout, EpochSegmentedDataset
 from train.data import column_lengths, example_lengths
 
 logger = logging.getLogger(__name__)
@@ -66,6 +71,9 @@ class TokenBudgetSeq2SeqTrainer(Seq2SeqTrainer):
         lr_multiplier: `step -> factor` applied on top of the learning-rate schedule the training
             arguments name (e.g. a cool-down over a time budget, `train.schedule.cooldown_factor`).
             None: the schedule as it is.
+        bpe_dropout: segment the training pairs anew in every epoch with BPE-dropout
+            (`train.bpe_dropout`; needs `src` / `tgt` text columns in `train_dataset`). Batches are cut on the
+            lengths of `train_dataset`'s own segmentation. None: the segmentation of `train_dataset`.
     """
 
     def __init__(
@@ -75,6 +83,7 @@ class TokenBudgetSeq2SeqTrainer(Seq2SeqTrainer):
         label_smoothing: float = 0.0,
         sort_eval_by_length: bool = True,
         lr_multiplier: Callable[[int], float] | None = None,
+        bpe_dropout: BpeDropout | None = None,
         **kwargs,
     ) -> None:
         if max_tokens < 1:
@@ -91,6 +100,18 @@ class TokenBudgetSeq2SeqTrainer(Seq2SeqTrainer):
         self.label_smoothing = label_smoothing
         self.sort_eval_by_length = sort_eval_by_length
         self.lr_multiplier = lr_multiplier
+        self.bpe_dropout = bpe_dropout
+        if bpe_dropout is not None:
+            missing = {"src", "tgt"} - set(getattr(self.train_dataset, "column_names", []))
+            if missing:
+                raise ValueError(
+                    f"bpe_dropout segments the text of train_dataset, which has no {sorted(missing)} column"
+                )
+            if self.args.dataloader_num_workers:
+                raise ValueError(
+                    "bpe_dropout needs dataloader_num_workers=0: the epoch of the segmentations is set in the main "
+                    "process, which worker processes would not see"
+                )
 
     def create_scheduler(self, num_training_steps: int, optimizer=None):
         """The Trainer's scheduler, times `lr_multiplier(step)` when one is given. transformers'
@@ -122,13 +143,19 @@ class TokenBudgetSeq2SeqTrainer(Seq2SeqTrainer):
             raise ValueError(
                 f"TokenBudgetSeq2SeqTrainer needs a datasets.Dataset as train_dataset, got {type(self.train_dataset)}"
             )
-        sampler = self.make_batch_sampler(self.train_dataset)
+        dataset = self._remove_unused_columns(self.train_dataset, description="Training")
+        on_set_epoch = None
+        if self.bpe_dropout is not None:
+            dataset = EpochSegmentedDataset(
+                dataset, self.train_dataset["src"], self.train_dataset["tgt"], self.bpe_dropout, self._data_seed
+            )
+            on_set_epoch = dataset.set_epoch
+        sampler = self.make_batch_sampler(self.train_dataset, on_set_epoch=on_set_epoch)
         logger.info(
             "Token-budget batching: %d batches per epoch and process, max_tokens=%d (per_device_train_batch_size "
             "is not used)",
             len(sampler), self.max_tokens,
         )  # fmt: skip
-        dataset = self._remove_unused_columns(self.train_dataset, description="Training")
         dataloader = DataLoader(
             dataset,
             batch_sampler=sampler,
@@ -145,17 +172,25 @@ class TokenBudgetSeq2SeqTrainer(Seq2SeqTrainer):
         )
         return bypass_batch_sampler_shard(self.accelerator.prepare(dataloader), sampler)
 
-    def make_batch_sampler(self, dataset: datasets.Dataset) -> TokenBudgetBatchSampler:
+    def make_batch_sampler(
+        self, dataset: datasets.Dataset, on_set_epoch: Callable[[int], None] | None = None
+    ) -> TokenBudgetBatchSampler:
         """The training batch sampler of this process."""
         src_lengths, tgt_lengths = example_lengths(dataset)
         return TokenBudgetBatchSampler(
             src_lengths,
             tgt_lengths,
             self.max_tokens,
-            seed=self.args.data_seed if self.args.data_seed is not None else self.args.seed,
+            seed=self._data_seed,
             num_replicas=max(1, self.args.world_size),
             rank=self.args.process_index if self.args.world_size > 1 else 0,
+            on_set_epoch=on_set_epoch,
         )
+
+    @property
+    def _data_seed(self) -> int:
+        """Seed of the batches and of BPE-dropout's segmentations: `data_seed`, else `seed`."""
+        return self.args.data_seed if self.args.data_seed is not None else self.args.seed
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None, **gen_kwargs):
         """As Seq2SeqTrainer's, but the model keeps its own generation config: Seq2SeqTrainer fills it with
