@@ -12,8 +12,9 @@ epoch's token-budget batches, and in one process, interleaved over `--rounds`, o
   hold the same pairs: they are cut on the plain lengths);
 - `segmenting`: milliseconds per sentence pair of `train.bpe_dropout.BpeDropout` (both sides), in Python;
 - `training step`: seconds per update of the setting's model (precision as the run would choose, Adam, label
-  smoothing) on the same `--batches` batches, collation included, plain and with dropout, and their ratio:
-  the share of steps a time-budgeted run keeps is its inverse.
+  smoothing; allocator and oneDNN cache as `train.train` sets them) on the same `--batches` batches, collation
+  included, plain and with dropout, after a warm-up over every batch shape timed, and their ratio: the share of
+  steps a time-budgeted run keeps is its inverse.
 """
 
 from __future__ import annotations
@@ -45,15 +46,19 @@ def main() -> None:
 
     import hf_vanilla_transformer as hvt
     from benchmarks.bench_model import cpu_description
+    from train.allocator import keep_freed_memory
     from train.batching import TokenBudgetBatchSampler
     from train.bpe_dropout import BpeDropout, EpochSegmentedDataset
     from train.config import TrainConfig
     from train.data import example_lengths, filter_by_length, load_corpus, tokenize_dataset
+    from train.onednn_cache import make_room_for_batch_shapes
     from train.precision import choose_precision
     from train.recipe import SETTINGS
     from train.train import build_model
 
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as train.train does
+    make_room_for_batch_shapes()
     cfg = TrainConfig.load(SETTINGS[args.setting], {"init_embeddings": None})
     raw = load_corpus(cfg.dataset, cfg.src_lang, cfg.tgt_lang, data_dir=cfg.data_dir)
     train_raw = raw[cfg.train_split]
@@ -96,7 +101,12 @@ def main() -> None:
         for row in data
     )
     print(f"mismatches without dropout: {mismatches} of {len(data)} pairs", file=sys.stderr)
-    train_steps(columns)  # warm-up: oneDNN kernels, allocator
+    # Warm-up, as a long run is after its first epochs: oneDNN's kernels compiled for every batch shape timed
+    # below (a run's shapes repeat from epoch to epoch, more of them under dropout), the allocator's pages kept.
+    train_steps(columns)
+    for epoch in range(args.rounds):
+        sampled.set_epoch(epoch)
+        train_steps(sampled)
     times: dict[str, list[float]] = {"plain": [], "bpe_dropout": [], "segmenting_ms_per_pair": []}
     for round_ in range(args.rounds):
         sampled.set_epoch(round_)
