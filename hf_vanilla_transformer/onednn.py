@@ -14,13 +14,16 @@ it can differ from `F.linear` in the last bits of a float.
 turns it off), and a CPU on which the route pays (`onednn_pays()`). Everywhere else it is exactly `module(x)`.
 
 Where it pays was measured in the model, decoding (`benchmarks/bench_model.py --decoding-only`, the row "oneDNN
-off" or "oneDNN on"), not assumed: on AMD EPYC CPUs the route made greedy and beam-4 decoding faster in every run
-(up to 1.3x), on an Intel Xeon (Sapphire Rapids class, with AMX) slower in every run of two sessions (greedy
-1.22x-1.23x Marian's speed with `F.linear`, 0.96x-1.04x with oneDNN; `benchmarks/README.md`). `F.linear` on the
-CPU is MKL's sgemm, Intel's library, which chooses its fastest kernels on Intel's CPUs and is known to take
-slower paths on others; there oneDNN's kernels win. So by default (`prefer_onednn(None)`) the route is taken on
-CPUs whose vendor is not Intel, and `prefer_onednn(True)` / `prefer_onednn(False)` decide it for a block
-(tests use it to check the route on every CPU, the benchmark to measure both).
+off" or "oneDNN on"; `benchmarks/bench_onednn_route.py`, whole `generate()` calls of 1 to 64 sentences, packing
+included), not assumed: on AMD EPYC CPUs with AVX-512 the route made greedy and beam-4 decoding faster in every run
+(up to 1.3x); on an Intel Xeon (Sapphire Rapids class, with AMX) slower in every run of two sessions (greedy
+1.22x-1.23x Marian's speed with `F.linear`, 0.96x-1.04x with oneDNN); on an AMD EPYC with AVX2 only it gained
+nothing (0.95x-1.03x from 8 sentences up) and made one-sentence greedy calls, the pipeline's case, 0.79x as fast,
+the packing of 49 weights being most of such a call's cost (`benchmarks/README.md`). `F.linear` on the CPU is MKL's
+sgemm, Intel's library, which chooses its fastest kernels on Intel's CPUs and is known to take slower paths on
+others, where oneDNN's AVX-512 kernels win. So by default (`prefer_onednn(None)`) the route is taken on AMD CPUs
+with AVX-512 only, and `prefer_onednn(True)` / `prefer_onednn(False)` decide it for a block (tests use it to check
+the route on every CPU, the benchmarks to measure both).
 
 A packed weight is a copy, so it lives only as long as the weights cannot change: one `packed_weights()`
 block, i.e. one `generate()` call (a decoding of many steps reuses it; the next call packs again, a few
@@ -57,6 +60,7 @@ _PACKED: contextvars.ContextVar[dict | None] = contextvars.ContextVar("hvt_packe
 _PREFERRED: contextvars.ContextVar[bool | None] = contextvars.ContextVar("hvt_prefer_onednn", default=None)
 _status: dict[str, bool] = {}
 _vendor: dict[str, str] = {}
+_flags: dict[str, frozenset[str]] = {}
 
 
 @contextlib.contextmanager
@@ -85,26 +89,44 @@ def prefer_onednn(preferred: bool | None) -> Iterator[None]:
         _PREFERRED.reset(token)
 
 
+def _read_cpuinfo() -> None:
+    """The vendor and feature flags of the first CPU Linux lists ("" and none where /proc/cpuinfo does not exist)."""
+    vendor, flags = "", frozenset()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("vendor_id") and not vendor:
+                    vendor = line.split(":", 1)[1].strip()
+                elif line.startswith("flags") and not flags:
+                    flags = frozenset(line.split(":", 1)[1].split())
+                if vendor and flags:
+                    break
+    except OSError:
+        pass
+    _vendor.setdefault("vendor", vendor)
+    _flags.setdefault("flags", flags)
+
+
 def cpu_vendor() -> str:
     """The CPU's vendor as Linux reports it (`GenuineIntel`, `AuthenticAMD`, ...); "" where /proc/cpuinfo does not
     exist or does not say."""
     if "vendor" not in _vendor:
-        _vendor["vendor"] = ""
-        try:
-            with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-                for line in cpuinfo:
-                    if line.startswith("vendor_id"):
-                        _vendor["vendor"] = line.split(":", 1)[1].strip()
-                        break
-        except OSError:
-            pass
+        _read_cpuinfo()
     return _vendor["vendor"]
 
 
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags as Linux reports them (`avx2`, `avx512f`, ...); none where /proc/cpuinfo does not
+    exist."""
+    if "flags" not in _flags:
+        _read_cpuinfo()
+    return _flags["flags"]
+
+
 def onednn_pays() -> bool:
-    """Whether the oneDNN route is taken here by default: on every CPU but Intel's, where MKL (`F.linear`) was as fast
-    or faster in the model (see the module docstring)."""
-    return cpu_vendor() != "GenuineIntel"
+    """Whether the oneDNN route is taken here by default: on AMD CPUs with AVX-512, the only ones where it was measured
+    faster in the model (see the module docstring); elsewhere, and where the CPU is unknown, `F.linear`."""
+    return cpu_vendor() == "AuthenticAMD" and "avx512f" in cpu_flags()
 
 
 def _route_chosen() -> bool:

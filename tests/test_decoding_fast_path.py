@@ -263,10 +263,20 @@ def test_onednn_linear_equals_the_linear_layer_and_follows_weight_updates():
     assert onednn._PACKED.get() is None  # the packed copies end with the block
 
 
-@pytest.mark.parametrize("vendor, taken", [("AuthenticAMD", True), ("GenuineIntel", False), ("", True)])
-def test_by_default_the_route_is_taken_on_the_cpus_where_it_pays(monkeypatch, vendor, taken):
-    """Measured in the model: faster on AMD EPYC CPUs, slower than MKL's F.linear on an Intel Xeon."""
+@pytest.mark.parametrize(
+    "vendor, flags, taken",
+    [
+        ("AuthenticAMD", {"avx2", "avx512f", "avx512_bf16"}, True),
+        ("AuthenticAMD", {"avx2"}, False),
+        ("GenuineIntel", {"avx2", "avx512f", "amx_bf16"}, False),
+        ("", set(), False),
+    ],
+)
+def test_by_default_the_route_is_taken_on_the_cpus_where_it_pays(monkeypatch, vendor, flags, taken):
+    """Measured in the model: faster on AMD EPYC CPUs with AVX-512; no faster on one with AVX2 only (slower for one
+    sentence), slower than MKL's F.linear on an Intel Xeon; not taken where the CPU is unknown."""
     monkeypatch.setattr(onednn, "_vendor", {"vendor": vendor})
+    monkeypatch.setattr(onednn, "_flags", {"flags": frozenset(flags)})
     layer, x = torch.nn.Linear(16, 40), torch.randn(3, 16)
     with torch.no_grad(), prefer_onednn(None), packed_weights():
         assert onednn.onednn_pays() is taken
