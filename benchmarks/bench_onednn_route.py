@@ -9,6 +9,10 @@ a user waits for: `generate()` calls of the small preset (random weights, source
 tokens each), from one sentence greedy (the pipeline's case, one call per sentence) to 64 sentences, with the
 route taken (`prefer_onednn(True)`) and not taken (`prefer_onednn(False)`: `F.linear`, MKL), in interleaved rounds.
 The speed-up is F.linear's median time over oneDNN's: above 1, the route pays for such calls on this CPU.
+
+With `--model MODEL` (a trained model folder), also `train.translate.translate()` of the first `--lines` sentences of
+Multi30k test2016 (German) in batches of 64, greedy and beam 4: the translation CLI holds one packing block around
+all its batches, so there the packing is paid once for the whole text.
 """
 
 from __future__ import annotations
@@ -28,7 +32,33 @@ SHAPES = ((1, 1), (1, 4), (8, 4), (64, 1), (64, 4))
 """(sentences per call, beams) of the calls timed."""
 
 
+def both_routes(work, rounds: int, label: str, unit: str = "ms") -> dict:
+    """Median seconds of `work()` with the route taken and not, in interleaved rounds; printed with `label`."""
+
+    def on_route(route: bool):
+        def run():
+            with hvt.onednn.prefer_onednn(route):
+                return work()
+
+        return run
+
+    with torch.inference_mode():
+        seconds = interleaved({"oneDNN": on_route(True), "F.linear": on_route(False)}, rounds, warmup=1)
+    timed = {
+        "seconds_onednn": seconds["oneDNN"],
+        "seconds_f_linear": seconds["F.linear"],
+        "onednn_speed_up": seconds["F.linear"] / seconds["oneDNN"],
+    }
+    scale = 1e3 if unit == "ms" else 1.0
+    print(
+        f"{label}: oneDNN {seconds['oneDNN'] * scale:7.2f} {unit}, F.linear {seconds['F.linear'] * scale:7.2f} {unit}"
+        f"  (oneDNN speed-up {timed['onednn_speed_up']:.2f}x)"
+    )
+    return timed
+
+
 def bench_route(rounds: int, new_tokens: int = 15, source_tokens: int = 14) -> list[dict]:
+    """`generate()` calls of the small preset (random weights) of each shape in `SHAPES`, with either route."""
     generator = torch.Generator().manual_seed(1)
     model = build("ours", "small").eval()
     rows = []
@@ -37,30 +67,42 @@ def bench_route(rounds: int, new_tokens: int = 15, source_tokens: int = 14) -> l
         source = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
         fixed = dict(num_beams=beams, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False)
 
-        def call(route: bool, source=source, fixed=fixed):
-            def decode():
-                with hvt.onednn.prefer_onednn(route):
-                    return model.generate(**source, **fixed)
-
-            return decode
+        def call(source=source, fixed=fixed):
+            return model.generate(**source, **fixed)
 
         with torch.inference_mode():
-            assert torch.equal(call(True)(), call(False)()), "the two routes should give the same tokens here"
-            seconds = interleaved({"oneDNN": call(True), "F.linear": call(False)}, rounds, warmup=1)
-        rows.append(
-            {
-                "sentences": sentences,
-                "beams": beams,
-                "new_tokens": new_tokens,
-                "seconds_onednn": seconds["oneDNN"],
-                "seconds_f_linear": seconds["F.linear"],
-                "onednn_speed_up": seconds["F.linear"] / seconds["oneDNN"],
-            }
+            with hvt.onednn.prefer_onednn(True):
+                packed = call()
+            with hvt.onednn.prefer_onednn(False):
+                assert torch.equal(packed, call()), "the two routes should give the same tokens here"
+        timed = both_routes(call, rounds, f"{sentences:3d} sentences, beam {beams}")
+        rows.append({"sentences": sentences, "beams": beams, "new_tokens": new_tokens} | timed)
+    return rows
+
+
+def bench_translate(model_dir: str, lines: int, rounds: int) -> list[dict]:
+    """`translate()` of the first `lines` German sentences of Multi30k test2016, batches of 64, with either route."""
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    from train.data import local_data_dir
+    from train.translate import translate
+
+    model = AutoModelForSeq2SeqLM.from_pretrained(model_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    data = local_data_dir("multi30k")
+    if data is None:
+        raise SystemExit("--model needs a local copy of Multi30k ($HVT_DATA_DIR/multi30k or ../shared/data/multi30k)")
+    texts = (data / "test2016.de").read_text(encoding="utf-8").splitlines()[:lines]
+    rows = []
+    for beams in (1, 4):
+        label = f"translate() of {len(texts)} test2016 sentences, beam {beams}"
+        timed = both_routes(
+            lambda beams=beams: translate(model, tokenizer, texts, num_beams=beams, batch_size=64),
+            rounds,
+            label,
+            unit="s",
         )
-        print(
-            f"{sentences:3d} sentences, beam {beams}: oneDNN {seconds['oneDNN'] * 1e3:7.1f} ms, "
-            f"F.linear {seconds['F.linear'] * 1e3:7.1f} ms  (oneDNN speed-up {rows[-1]['onednn_speed_up']:.2f}x)"
-        )
+        rows.append({"translate_lines": len(texts), "batch_size": 64, "beams": beams} | timed)
     return rows
 
 
@@ -68,6 +110,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=9, help="interleaved rounds (medians)")
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--model", help="a trained model folder: also time translate() of Multi30k test2016 lines")
+    parser.add_argument("--lines", type=int, default=400, help="test2016 sentences translated with --model")
     args = parser.parse_args(argv)
     machine = cpu_description() | {
         "cpu_vendor": hvt.onednn.cpu_vendor(),
@@ -77,6 +121,8 @@ def main(argv: list[str] | None = None) -> None:
     }
     print(json.dumps(machine))
     rows = bench_route(args.rounds)
+    if args.model:
+        rows += bench_translate(args.model, args.lines, args.rounds)
     if args.json:
         command = "benchmarks/bench_onednn_route.py " + " ".join(sys.argv[1:] if argv is None else argv)
         Path(args.json).write_text(json.dumps({"machine": machine, "command": command, "rows": rows}, indent=2) + "\n")

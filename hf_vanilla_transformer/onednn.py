@@ -21,9 +21,11 @@ included), not assumed: on AMD EPYC CPUs with AVX-512 the route made greedy and 
 nothing (0.95x-1.03x from 8 sentences up) and made one-sentence greedy calls, the pipeline's case, 0.79x as fast,
 the packing of 49 weights being most of such a call's cost (`benchmarks/README.md`). `F.linear` on the CPU is MKL's
 sgemm, Intel's library, which chooses its fastest kernels on Intel's CPUs and is known to take slower paths on
-others, where oneDNN's AVX-512 kernels win. So by default (`prefer_onednn(None)`) the route is taken on AMD CPUs
-with AVX-512 only, and `prefer_onednn(True)` / `prefer_onednn(False)` decide it for a block (tests use it to check
-the route on every CPU, the benchmarks to measure both).
+others, where oneDNN's AVX-512 kernels win. Where the packing is paid once for many calls, in `translate()`'s block
+around all its batches, the route paid on the AVX2-only AMD EPYC too (1.05x-1.09x). So by default
+(`prefer_onednn(None)`) the route is taken on AMD CPUs with AVX-512, and on other AMD CPUs in blocks that span
+several `generate()` calls (`packed_weights(spans_calls=True)`); `prefer_onednn(True)` / `prefer_onednn(False)`
+decide it for a block (tests use it to check the route on every CPU, the benchmarks to measure both).
 
 A packed weight is a copy, so it lives only as long as the weights cannot change: one `packed_weights()`
 block, i.e. one `generate()` call (a decoding of many steps reuses it; the next call packs again, a few
@@ -58,23 +60,27 @@ logger = logging.getLogger(__name__)
 _PACKED: contextvars.ContextVar[dict | None] = contextvars.ContextVar("hvt_packed_weights", default=None)
 # Whether to take the route: None decides by the CPU (`onednn_pays`), True / False are a caller's decision.
 _PREFERRED: contextvars.ContextVar[bool | None] = contextvars.ContextVar("hvt_prefer_onednn", default=None)
+# Whether the outermost `packed_weights()` block spans several `generate()` calls (packing paid once for all).
+_SPANS_CALLS: contextvars.ContextVar[bool] = contextvars.ContextVar("hvt_packing_spans_calls", default=False)
 _status: dict[str, bool] = {}
 _vendor: dict[str, str] = {}
 _flags: dict[str, frozenset[str]] = {}
 
 
 @contextlib.contextmanager
-def packed_weights() -> Iterator[None]:
+def packed_weights(spans_calls: bool = False) -> Iterator[None]:
     """A block in which the model's weights do not change (one `generate()` call, or a `translate()` of many
-    batches, which are many calls): `onednn_linear` may pack each weight once and reuse it. A block inside
-    another reuses the outer block's packed weights; they are dropped when the outermost block ends."""
+    batches, which are many calls: `spans_calls=True`): `onednn_linear` may pack each weight once and reuse it. A
+    block inside another reuses the outer block's packed weights (and its `spans_calls`); they are dropped when the
+    outermost block ends."""
     if _PACKED.get() is not None:
         yield
         return
-    token = _PACKED.set({})
+    token, spans_token = _PACKED.set({}), _SPANS_CALLS.set(spans_calls)
     try:
         yield
     finally:
+        _SPANS_CALLS.reset(spans_token)
         _PACKED.reset(token)
 
 
@@ -123,15 +129,18 @@ def cpu_flags() -> frozenset[str]:
     return _flags["flags"]
 
 
-def onednn_pays() -> bool:
-    """Whether the oneDNN route is taken here by default: on AMD CPUs with AVX-512, the only ones where it was measured
-    faster in the model (see the module docstring); elsewhere, and where the CPU is unknown, `F.linear`."""
-    return cpu_vendor() == "AuthenticAMD" and "avx512f" in cpu_flags()
+def onednn_pays(spans_calls: bool = False) -> bool:
+    """Whether the oneDNN route is taken here by default, where it was measured faster in the model (see the module
+    docstring): on AMD CPUs with AVX-512; on other AMD CPUs when the packing is paid once for several `generate()`
+    calls (`spans_calls`); elsewhere, and where the CPU is unknown, `F.linear`."""
+    if cpu_vendor() != "AuthenticAMD":
+        return False
+    return spans_calls or "avx512f" in cpu_flags()
 
 
 def _route_chosen() -> bool:
     preferred = _PREFERRED.get()
-    return onednn_pays() if preferred is None else preferred
+    return onednn_pays(_SPANS_CALLS.get()) if preferred is None else preferred
 
 
 def _usable() -> bool:

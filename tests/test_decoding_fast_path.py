@@ -264,22 +264,26 @@ def test_onednn_linear_equals_the_linear_layer_and_follows_weight_updates():
 
 
 @pytest.mark.parametrize(
-    "vendor, flags, taken",
+    "vendor, flags, spans_calls, taken",
     [
-        ("AuthenticAMD", {"avx2", "avx512f", "avx512_bf16"}, True),
-        ("AuthenticAMD", {"avx2"}, False),
-        ("GenuineIntel", {"avx2", "avx512f", "amx_bf16"}, False),
-        ("", set(), False),
+        ("AuthenticAMD", {"avx2", "avx512f", "avx512_bf16"}, False, True),
+        ("AuthenticAMD", {"avx2", "avx512f", "avx512_bf16"}, True, True),
+        ("AuthenticAMD", {"avx2"}, False, False),
+        ("AuthenticAMD", {"avx2"}, True, True),
+        ("GenuineIntel", {"avx2", "avx512f", "amx_bf16"}, False, False),
+        ("GenuineIntel", {"avx2", "avx512f", "amx_bf16"}, True, False),
+        ("", set(), True, False),
     ],
 )
-def test_by_default_the_route_is_taken_on_the_cpus_where_it_pays(monkeypatch, vendor, flags, taken):
-    """Measured in the model: faster on AMD EPYC CPUs with AVX-512; no faster on one with AVX2 only (slower for one
-    sentence), slower than MKL's F.linear on an Intel Xeon; not taken where the CPU is unknown."""
+def test_by_default_the_route_is_taken_on_the_cpus_where_it_pays(monkeypatch, vendor, flags, spans_calls, taken):
+    """Measured in the model: faster on AMD EPYC CPUs with AVX-512; on one with AVX2 only, faster only when the packing
+    is paid once for many calls (slower for one sentence a call); slower than MKL's F.linear on an Intel Xeon; not
+    taken where the CPU is unknown."""
     monkeypatch.setattr(onednn, "_vendor", {"vendor": vendor})
     monkeypatch.setattr(onednn, "_flags", {"flags": frozenset(flags)})
     layer, x = torch.nn.Linear(16, 40), torch.randn(3, 16)
-    with torch.no_grad(), prefer_onednn(None), packed_weights():
-        assert onednn.onednn_pays() is taken
+    with torch.no_grad(), prefer_onednn(None), packed_weights(spans_calls=spans_calls), packed_weights():
+        assert onednn.onednn_pays(spans_calls) is taken
         torch.testing.assert_close(onednn_linear(layer, x), layer(x))
         assert (layer in onednn._PACKED.get()) is taken
         other = torch.nn.Linear(16, 40)
