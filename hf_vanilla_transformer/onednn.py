@@ -18,7 +18,7 @@ off" or "oneDNN on"; `benchmarks/bench_onednn_route.py`, whole `generate()` call
 included), not assumed: on AMD EPYC CPUs with AVX-512 the route made greedy and beam-4 decoding faster in every run
 (up to 1.3x); on an Intel Xeon (Sapphire Rapids class, with AMX) slower in every run of two sessions (greedy
 1.22x-1.23x Marian's speed with `F.linear`, 0.96x-1.04x with oneDNN); on an AMD EPYC with AVX2 only it gained
-nothing (0.95x-1.03x from 8 sentences up) and made one-sentence greedy calls, the pipeline's case, 0.79x as fast,
+nothing (0.98x-1.04x from 8 sentences up) and made one-sentence greedy calls, the pipeline's case, 0.81x as fast,
 the packing of 49 weights being most of such a call's cost (`benchmarks/README.md`). `F.linear` on the CPU is MKL's
 sgemm, Intel's library, which chooses its fastest kernels on Intel's CPUs and is known to take slower paths on
 others, where oneDNN's AVX-512 kernels win. Where the packing is paid once for many calls, in `translate()`'s block
@@ -28,8 +28,9 @@ several `generate()` calls (`packed_weights(spans_calls=True)`); `prefer_onednn(
 decide it for a block (tests use it to check the route on every CPU, the benchmarks to measure both).
 
 A packed weight is a copy, so it lives only as long as the weights cannot change: one `packed_weights()`
-block, i.e. one `generate()` call (a decoding of many steps reuses it; the next call packs again, a few
-milliseconds), or one `train.translate.translate()` of many batches, which holds a block around its calls.
+block, i.e. one `generate()` call (a decoding of many steps reuses it; the next call packs again: 31 ms for
+the small preset's 49 weights in a profile on an AVX2-only AMD EPYC, `decoding-profile-avx2-session20.txt`),
+or one `train.translate.translate()` of many batches, which holds a block around its calls.
 It is not kept longer, because nothing reliable says when a weight has changed: torch's fused AdamW
 (transformers' default optimizer) updates parameters in place without bumping their version counter, and
 a cache kept across calls, keyed on that counter, served the weights of an earlier validation to every
