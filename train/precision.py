@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from hf_vanilla_transformer import onednn
 from train.allocator import allocator_state
 from train.onednn_cache import primitive_cache_state
 
@@ -24,14 +25,9 @@ NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
 def cpu_flags() -> set[str]:
-    """The CPU feature flags the kernel reports (Linux); empty where /proc/cpuinfo does not exist."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
+    """The CPU feature flags the kernel reports (Linux); empty where /proc/cpuinfo does not exist. Read once, by the
+    model package (`hf_vanilla_transformer.onednn.cpu_flags`, which chooses its decoding route by them too)."""
+    return set(onednn.cpu_flags())
 
 
 def native_bf16(flags: set[str] | None = None) -> bool:
