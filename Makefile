@@ -98,12 +98,12 @@ test-floor:
 
 # The newest transformers release overall: above the tested range it is installed anyway (pip warns about
 # the pin), and the core tests tell whether the cap can be raised. `pip install --upgrade` quietly settles for
-# an older release when one of the newest release's requirements cannot be installed (transformers 5.25 needs
-# `kernels>=0.19.1`, which a package mirror may lack), and the canary would then test nothing. So the newest
-# release is read from the index (`pip index versions`), and if pip did not install it, it is installed without
-# its requirements; `make canary` says which are missing (`pip check`). transformers 5.25's `from_pretrained` calls
-# the `kernels` library unless USE_HUB_KERNELS=NO; this model has no Hub-kernel layers, so without `kernels`
-# the canary turns that off and tests everything else.
+# an older release when one of the newest release's requirements cannot be installed (transformers 5.25 needed
+# `kernels>=0.19.1` for two days before this project's package index had it), and the canary would then test
+# nothing. So the newest release is read from the index (`pip index versions`), and if pip did not install it, it
+# is installed without its requirements; `make canary` says which are missing (`pip check`). From 5.25 on,
+# `from_pretrained` calls the `kernels` library unless USE_HUB_KERNELS=NO; this model has no Hub-kernel layers
+# on a CPU, so without `kernels` the canary turns that off and tests everything else.
 CANARY_PIP = .venv-canary/bin/python -m pip --quiet --disable-pip-version-check
 # Shell substitutions: the newest transformers release on the index, and the one the canary venv holds.
 CANARY_NEWEST = $$(.venv-canary/bin/python -m pip --disable-pip-version-check index versions transformers 2>/dev/null | sed -n 's/^transformers (\(.*\))$$/\1/p')

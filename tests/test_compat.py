@@ -28,7 +28,12 @@ def test_the_installed_release_is_a_tested_one():
     assert compat.INSTALLED_TRANSFORMERS in compat.TESTED_TRANSFORMERS
 
 
-@pytest.mark.parametrize("version", ["5.22.2", "5.25.0", "6.0.0"])
+def _first_release_above_the_range() -> str:
+    (cap,) = [spec.version for spec in compat.TESTED_TRANSFORMERS if spec.operator == "<"]
+    return f"{cap}.0" if cap.count(".") == 1 else cap
+
+
+@pytest.mark.parametrize("version", ["5.22.2", _first_release_above_the_range(), "6.0.0"])
 def test_an_untested_release_warns_naming_it_and_the_range(version):
     with pytest.warns(compat.TransformersVersionWarning) as caught:
         compat.check_transformers_version(version)
@@ -45,6 +50,24 @@ def test_a_tested_release_is_silent():
 def test_a_release_known_to_break_raises():
     with pytest.raises(ImportError, match=r"does not work with transformers 4\.57\.1"):
         compat.check_transformers_version("4.57.1")
+
+
+@pytest.mark.parametrize("activation", ["relu", "gelu"])
+def test_a_loaded_model_computes_what_the_saved_one_did(tmp_path, activation):
+    """From transformers 5.25, `from_pretrained` hands the model to the `kernels` library (`kernelize`), and
+    `train()` / `eval()` do again on a mode change, unless USE_HUB_KERNELS=NO. Nothing of this model may be
+    replaced by a kernel with other numerics on a CPU: the GELU option is transformers' `GELUActivation`, which
+    `kernels` maps to a Hub kernel on GPUs. Same logits after loading, in both modes."""
+    model = tiny_model(activation_function=activation)
+    model.save_pretrained(tmp_path)
+    loaded = hvt.VanillaTransformerForConditionalGeneration.from_pretrained(tmp_path).eval()
+    batch = random_batch()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(**batch).logits, model(**batch).logits, rtol=0, atol=0)
+        model.train(), loaded.train()  # dropout off in tiny_config: train mode computes the same, kernelized again
+        torch.testing.assert_close(loaded(**batch).logits, model(**batch).logits, rtol=0, atol=0)
+        loaded.eval()
+        torch.testing.assert_close(loaded(**batch).logits, model.eval()(**batch).logits, rtol=0, atol=0)
 
 
 def test_the_cache_is_returned_under_the_installed_name():
