@@ -2,13 +2,15 @@
 
     python benchmarks/bench_linear_kernels.py --json benchmarks/results/linear-kernels.json
 
-A decoding step multiplies one row per sentence (64 greedy, 256 with 4 beams) by each weight of the
-small preset (d_model 256, FFN 1024, vocabulary 8000). For each shape: median microseconds per call
-over interleaved rounds (process CPU time), of
+A decoding step multiplies one row per sentence (1 for the pipeline's one-sentence calls, 64 greedy, 256 with 4
+beams) by each weight of the small preset (d_model 256, FFN 1024, vocabulary 8000). For each shape: median
+microseconds per call over interleaved rounds (process CPU time), of
 
 - q, k, v as three `F.linear` calls against one call on the concatenated (768, 256) weight (fused QKV);
-- `F.linear` against `torch.ops.mkldnn._linear_pointwise` on a weight packed once by
-  `torch.ops.mkldnn._reorder_linear_weight` (the route of `hf_vanilla_transformer/onednn.py`).
+- `F.linear` (MKL's sgemm, the weight (out, in) read transposed) against `torch.ops.mkldnn._linear_pointwise` on a
+  weight packed once by `torch.ops.mkldnn._reorder_linear_weight` (the route of `hf_vanilla_transformer/onednn.py`),
+  and against MKL on a copy of the weight stored transposed, (in, out) (`torch.addmm`): whether a gain is oneDNN's
+  kernels or only the weight's layout.
 """
 
 from __future__ import annotations
@@ -59,10 +61,12 @@ def onednn_row(name: str, x: torch.Tensor, out_features: int, bias: bool, g: tor
     w = torch.randn(out_features, 256, generator=g)
     b = torch.randn(out_features, generator=g) if bias else None
     packed = torch.ops.mkldnn._reorder_linear_weight(w, None)
+    w_t = w.t().contiguous()
     us = median_microseconds(
         {
             "F.linear": lambda: F.linear(x, w, b),
             "oneDNN packed": lambda: torch.ops.mkldnn._linear_pointwise(x, packed, b, "none", [], ""),
+            "MKL, weight stored transposed": lambda: torch.addmm(b, x, w_t) if b is not None else torch.mm(x, w_t),
         },
         calls=10,
     )
@@ -76,7 +80,7 @@ def main() -> None:
     g = torch.Generator().manual_seed(0)
     rows = []
     with torch.inference_mode():
-        for batch in (64, 256):
+        for batch in (1, 64, 256):
             x = torch.randn(batch, 256, generator=g)
             rows.append(fused_qkv_row(x, g))
             rows.append(onednn_row("fc1", x, 1024, True, g))
@@ -85,9 +89,14 @@ def main() -> None:
     print(json.dumps(machine))
     for row in rows:
         times = ", ".join(f"{k} {v:.0f} us" for k, v in row["microseconds"].items())
-        first, second = row["microseconds"].values()
-        print(f"{row['shape']:32s} {times}  (speed-up {first / second:.2f}x)")
+        first, second, *third = row["microseconds"].values()
         row["speedup"] = first / second
+        if third:
+            row["speedup_weight_stored_transposed"] = first / third[0]
+        print(
+            f"{row['shape']:32s} {times}  (speed-up {first / second:.2f}x"
+            + (f", transposed weight {first / third[0]:.2f}x)" if third else ")")
+        )
     if args.json:
         args.json.write_text(
             json.dumps({"machine": machine, "command": " ".join(sys.argv), "rows": rows}, indent=2) + "\n"

@@ -287,12 +287,20 @@ def self_attention_reordered_by_transformers(config, beams: int):
     return hvt.beam_cache.BeamSearchCache(DynamicCache(config=config), DynamicCache(config=config), beams)
 
 
+ROUTE_ROWS = {
+    "none": "oneDNN off",
+    "pre-softmax": "oneDNN for the pre-softmax layer only",
+    "all": "oneDNN for all layers",
+}
+"""The ablation row of each oneDNN route (`onednn.ROUTES`)."""
+
+
 def bench_decoding(preset: str, rounds: int, ablations: bool = False, clock=time.perf_counter) -> list[dict]:
     """Greedy and beam-4 decoding of 64 sentences of 8-32 tokens, exactly 25 new tokens each.
 
     With `ablations`, also our model with one fast path switched off at a time (`benchmarks/README.md`,
-    "What each change bought"): oneDNN off (F.linear for every linear layer), or on where this CPU takes F.linear by
-    default (`onednn.onednn_pays`); torch's SDPA kernel for
+    "What each change bought"): each oneDNN route this CPU does not take by default (`onednn.route()`: F.linear for
+    every linear layer, oneDNN for the pre-softmax layer only, or for every layer); torch's SDPA kernel for
     the cached steps too (`attention.DECODE_STEP_MAX_QUERIES = 0`); the encoder computing the source's
     padding (`skip_padding=False`); the causal mask built at every step
     (a target mask of ones is passed); transformers' loops instead of `greedy_search.py`'s / `beam_search.py`'s;
@@ -329,12 +337,13 @@ def bench_decoding(preset: str, rounds: int, ablations: bool = False, clock=time
         if ours_bf16 is not None:
             variants["ours, bf16 weights"] = run(ours_bf16, length_penalty_form="hf")
         if ablations:
-            # The linear route this CPU does not take by default (`onednn.onednn_pays`): F.linear (MKL), as Marian's
-            # layers, where oneDNN pays; oneDNN with packed weights where it does not.
-            pays = hvt.onednn.onednn_pays()
-            variants[f"ours, oneDNN {'off' if pays else 'on'}"] = run(
-                ours, context=functools.partial(hvt.onednn.prefer_onednn, not pays), length_penalty_form="hf"
-            )
+            # The linear routes this CPU does not take by default (`onednn.route()`): F.linear (MKL) everywhere, as
+            # Marian's layers; oneDNN with packed weights for the pre-softmax layer only; or for every layer.
+            for route in hvt.onednn.ROUTES:
+                if route != hvt.onednn.route():
+                    variants[f"ours, {ROUTE_ROWS[route]}"] = run(
+                        ours, context=functools.partial(hvt.onednn.prefer_onednn, route), length_penalty_form="hf"
+                    )
             variants["ours, SDPA kernel for steps"] = run(ours, context=sdpa_for_steps, length_penalty_form="hf")
             variants["ours, padding computed"] = run(ours_padded, length_penalty_form="hf")
             # A target mask (all ones) makes every step build transformers' causal mask again.

@@ -1,18 +1,19 @@
-"""Whether oneDNN's packed linear layers pay for whole `generate()` calls on this CPU, packing included.
+"""Which of the model's linear layers oneDNN's packed weights pay for on this CPU, in whole `generate()` calls,
+packing included.
 
     python benchmarks/bench_onednn_route.py --json benchmarks/results/onednn-route-<cpu>.json
 
-`hf_vanilla_transformer/onednn.py` sends the model's linear layers to oneDNN with weights it packs once per
-`generate()` call (49 weights for the small preset), on the CPUs where that was measured to pay
-(`onednn.onednn_pays()`). `bench_linear_kernels.py` times single products, without the packing; this times what
-a user waits for: `generate()` calls of the small preset (random weights, sources of 14 tokens, exactly 15 new
-tokens each), from one sentence greedy (the pipeline's case, one call per sentence) to 64 sentences, with the
-route taken (`prefer_onednn(True)`) and not taken (`prefer_onednn(False)`: `F.linear`, MKL), in interleaved rounds.
-The speed-up is F.linear's median time over oneDNN's: above 1, the route pays for such calls on this CPU.
+`hf_vanilla_transformer/onednn.py` sends linear layers to oneDNN with weights it packs once per `generate()` call:
+every layer (49 weights for the small preset), the pre-softmax layer only, or none, as measured to pay on the CPU
+(`onednn.route()`). `bench_linear_kernels.py` times single products, without the packing; this times what a user
+waits for: `generate()` calls of the small preset (random weights, sources of 14 tokens, exactly 15 new tokens
+each), from one sentence greedy (the pipeline's case, one call per sentence) to 64 sentences, with each route
+(`prefer_onednn("none" | "pre-softmax" | "all")`; "none" is `F.linear`, MKL), in interleaved rounds. A speed-up is
+F.linear's median time over the route's: above 1, the route pays for such calls on this CPU.
 
 With `--model MODEL` (a trained model folder), also `train.translate.translate()` of the first `--lines` sentences of
-Multi30k test2016 (German) in batches of 64, greedy and beam 4: the translation CLI holds one packing block around
-all its batches, so there the packing is paid once for the whole text.
+Multi30k test2016 (German) in batches of 64, greedy and beam 4, each route: the translation CLI holds one packing
+block around all its batches, so there the packing is paid once for the whole text.
 """
 
 from __future__ import annotations
@@ -32,10 +33,10 @@ SHAPES = ((1, 1), (1, 4), (8, 4), (64, 1), (64, 4))
 """(sentences per call, beams) of the calls timed."""
 
 
-def both_routes(work, rounds: int, label: str, unit: str = "ms") -> dict:
-    """Median seconds of `work()` with the route taken and not, in interleaved rounds; printed with `label`."""
+def each_route(work, rounds: int, label: str, unit: str = "ms") -> dict:
+    """Median seconds of `work()` with each route (`onednn.ROUTES`), in interleaved rounds; printed with `label`."""
 
-    def on_route(route: bool):
+    def on_route(route: str):
         def run():
             with hvt.onednn.prefer_onednn(route):
                 return work()
@@ -43,22 +44,23 @@ def both_routes(work, rounds: int, label: str, unit: str = "ms") -> dict:
         return run
 
     with torch.inference_mode():
-        seconds = interleaved({"oneDNN": on_route(True), "F.linear": on_route(False)}, rounds, warmup=1)
-    timed = {
-        "seconds_onednn": seconds["oneDNN"],
-        "seconds_f_linear": seconds["F.linear"],
-        "onednn_speed_up": seconds["F.linear"] / seconds["oneDNN"],
-    }
+        seconds = interleaved({route: on_route(route) for route in hvt.onednn.ROUTES}, rounds, warmup=1)
+    timed = {f"seconds_{route.replace('-', '_')}": seconds[route] for route in hvt.onednn.ROUTES}
+    for route in hvt.onednn.ROUTES[1:]:
+        timed[f"speed_up_{route.replace('-', '_')}"] = seconds["none"] / seconds[route]
     scale = 1e3 if unit == "ms" else 1.0
     print(
-        f"{label}: oneDNN {seconds['oneDNN'] * scale:7.2f} {unit}, F.linear {seconds['F.linear'] * scale:7.2f} {unit}"
-        f"  (oneDNN speed-up {timed['onednn_speed_up']:.2f}x)"
+        f"{label}: "
+        + ", ".join(f"{route} {seconds[route] * scale:7.2f} {unit}" for route in hvt.onednn.ROUTES)
+        + "  (speed-up over F.linear: "
+        + ", ".join(f"{route} {seconds['none'] / seconds[route]:.2f}x" for route in hvt.onednn.ROUTES[1:])
+        + ")"
     )
     return timed
 
 
 def bench_route(rounds: int, new_tokens: int = 15, source_tokens: int = 14) -> list[dict]:
-    """`generate()` calls of the small preset (random weights) of each shape in `SHAPES`, with either route."""
+    """`generate()` calls of the small preset (random weights) of each shape in `SHAPES`, with each route."""
     generator = torch.Generator().manual_seed(1)
     model = build("ours", "small").eval()
     rows = []
@@ -71,17 +73,18 @@ def bench_route(rounds: int, new_tokens: int = 15, source_tokens: int = 14) -> l
             return model.generate(**source, **fixed)
 
         with torch.inference_mode():
-            with hvt.onednn.prefer_onednn(True):
-                packed = call()
-            with hvt.onednn.prefer_onednn(False):
-                assert torch.equal(packed, call()), "the two routes should give the same tokens here"
-        timed = both_routes(call, rounds, f"{sentences:3d} sentences, beam {beams}")
+            tokens = {}
+            for route in hvt.onednn.ROUTES:
+                with hvt.onednn.prefer_onednn(route):
+                    tokens[route] = call()
+            assert all(torch.equal(tokens["none"], t) for t in tokens.values()), "the routes should agree here"
+        timed = each_route(call, rounds, f"{sentences:3d} sentences, beam {beams}")
         rows.append({"sentences": sentences, "beams": beams, "new_tokens": new_tokens} | timed)
     return rows
 
 
 def bench_translate(model_dir: str, lines: int, rounds: int) -> list[dict]:
-    """`translate()` of the first `lines` German sentences of Multi30k test2016, batches of 64, with either route."""
+    """`translate()` of the first `lines` German sentences of Multi30k test2016, batches of 64, with each route."""
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
     from train.data import local_data_dir
@@ -96,7 +99,7 @@ def bench_translate(model_dir: str, lines: int, rounds: int) -> list[dict]:
     rows = []
     for beams in (1, 4):
         label = f"translate() of {len(texts)} test2016 sentences, beam {beams}"
-        timed = both_routes(
+        timed = each_route(
             lambda beams=beams: translate(model, tokenizer, texts, num_beams=beams, batch_size=64),
             rounds,
             label,
@@ -115,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     machine = cpu_description() | {
         "cpu_vendor": hvt.onednn.cpu_vendor(),
-        "route_taken_by_default": hvt.onednn.onednn_pays(),
+        "route_by_default": hvt.onednn.route(),
         "torch": torch.__version__,
         "clock": "wall time",
     }

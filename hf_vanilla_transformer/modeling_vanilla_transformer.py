@@ -509,7 +509,7 @@ class VanillaTransformerForConditionalGeneration(
         hidden_states = outputs.last_hidden_state
         if packing is not None:  # the pre-softmax layer and the loss on the kept positions, (N, ...)
             hidden_states, labels = packing.pack(hidden_states), packing.pack(labels.to(hidden_states.device))
-        logits = onednn_linear(self.lm_head, hidden_states)  # oneDNN when no autograd (onednn.py)
+        logits = onednn_linear(self.lm_head, hidden_states, pre_softmax=True)  # oneDNN when no autograd (onednn.py)
         loss = None
         if labels is not None:
             loss = label_smoothed_nll_loss(

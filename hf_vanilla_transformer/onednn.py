@@ -11,21 +11,28 @@ it can differ from `F.linear` in the last bits of a float.
 `onednn_linear(module, x)` takes that route only where nothing can notice except the speed: inside
 `packed_weights()` (which `generate()` enters), no autograd, fp32 CPU tensors, no autocast, a plain
 `nn.Linear` without hooks, oneDNN available and enabled (`torch.backends.mkldnn.flags(enabled=False)`
-turns it off), and a CPU on which the route pays (`onednn_pays()`). Everywhere else it is exactly `module(x)`.
+turns it off), and a layer the route covers on this CPU (`route()`). Everywhere else it is exactly `module(x)`.
 
-Where it pays was measured in the model, decoding (`benchmarks/bench_model.py --decoding-only`, the row "oneDNN
-off" or "oneDNN on"; `benchmarks/bench_onednn_route.py`, whole `generate()` calls of 1 to 64 sentences, packing
-included), not assumed: on AMD EPYC CPUs with AVX-512 the route made greedy and beam-4 decoding faster in every run
-(up to 1.3x); on an Intel Xeon (Sapphire Rapids class, with AMX) slower in every run of two sessions (greedy
-1.22x-1.23x Marian's speed with `F.linear`, 0.96x-1.04x with oneDNN); on an AMD EPYC with AVX2 only it gained
-nothing (0.98x-1.04x from 8 sentences up) and made one-sentence greedy calls, the pipeline's case, 0.81x as fast,
-the packing of 49 weights being most of such a call's cost (`benchmarks/README.md`). `F.linear` on the CPU is MKL's
-sgemm, Intel's library, which chooses its fastest kernels on Intel's CPUs and is known to take slower paths on
-others, where oneDNN's AVX-512 kernels win. Where the packing is paid once for many calls, in `translate()`'s block
-around all its batches, the route paid on the AVX2-only AMD EPYC too (1.05x-1.09x). So by default
-(`prefer_onednn(None)`) the route is taken on AMD CPUs with AVX-512, and on other AMD CPUs in blocks that span
-several `generate()` calls (`packed_weights(spans_calls=True)`); `prefer_onednn(True)` / `prefer_onednn(False)`
-decide it for a block (tests use it to check the route on every CPU, the benchmarks to measure both).
+Where it pays was measured in the model, decoding (`benchmarks/bench_model.py --decoding-only`, the rows "oneDNN
+off", "oneDNN for all layers" or "oneDNN for the pre-softmax layer only"; `benchmarks/bench_onednn_route.py`, whole
+`generate()` calls of 1 to 64 sentences and `translate()` of test2016, packing included, each route), not assumed:
+- on AMD EPYC CPUs with AVX-512 the route for every layer made greedy and beam-4 decoding faster in every run (up
+  to 1.3x);
+- on an Intel Xeon (Sapphire Rapids class, with AMX) slower in every run of two sessions (greedy 1.22x-1.23x
+  Marian's speed with `F.linear`, 0.96x-1.04x with oneDNN);
+- on an AMD EPYC with AVX2 only, every layer gained nothing per call (0.98x-1.04x from 8 sentences up) and made
+  one-sentence greedy calls, the pipeline's case, 0.81x as fast, the packing of 49 weights being most of such a
+  call's cost; the pre-softmax layer alone (§3.4, d_model -> vocabulary: the largest product of a step, and a
+  single packing) was as fast or faster in every call measured, one sentence or 64, greedy or beam 4 (0.98x-1.18x
+  F.linear's speed), and in `translate()` (1.03x / 1.05x), where every layer was 0.80x-1.07x
+  (`benchmarks/results/onednn-route-avx2-session21.json`).
+`F.linear` on the CPU is MKL's sgemm, Intel's library, which chooses its fastest kernels on Intel's CPUs and is known
+to take slower paths on others (on that AVX2 AMD EPYC its product of one row by the 8,000 x 256 pre-softmax weight
+took 2.6x the CPU time of oneDNN's, and 1.75x that of MKL itself with the weight stored transposed;
+`benchmarks/results/linear-kernels-avx2-session21.json`). So by default (`prefer_onednn(None)`, `route()`) the
+route covers every layer on AMD CPUs with AVX-512, the pre-softmax layer on other AMD CPUs, and no layer elsewhere;
+`prefer_onednn("all" | "pre-softmax" | "none")` decides it for a block (True and False stand for "all" and "none";
+tests use it to check the route on every CPU, the benchmarks to measure each).
 
 A packed weight is a copy, so it lives only as long as the weights cannot change: one `packed_weights()`
 block, i.e. one `generate()` call (a decoding of many steps reuses it; the next call packs again: 31 ms for
@@ -59,36 +66,38 @@ logger = logging.getLogger(__name__)
 # outside the modules: a packed weight is an opaque oneDNN tensor, which `copy.deepcopy` and pickling of the
 # model could not handle.
 _PACKED: contextvars.ContextVar[dict | None] = contextvars.ContextVar("hvt_packed_weights", default=None)
-# Whether to take the route: None decides by the CPU (`onednn_pays`), True / False are a caller's decision.
-_PREFERRED: contextvars.ContextVar[bool | None] = contextvars.ContextVar("hvt_prefer_onednn", default=None)
-# Whether the outermost `packed_weights()` block spans several `generate()` calls (packing paid once for all).
-_SPANS_CALLS: contextvars.ContextVar[bool] = contextvars.ContextVar("hvt_packing_spans_calls", default=False)
+ROUTES = ("none", "pre-softmax", "all")
+"""The layers the route may cover: none, the pre-softmax layer only, or every linear layer."""
+# The route a caller chose for a block (one of ROUTES), or None: decided by the CPU (`route()`).
+_PREFERRED: contextvars.ContextVar[str | None] = contextvars.ContextVar("hvt_prefer_onednn", default=None)
 _status: dict[str, bool] = {}
 _vendor: dict[str, str] = {}
 _flags: dict[str, frozenset[str]] = {}
 
 
 @contextlib.contextmanager
-def packed_weights(spans_calls: bool = False) -> Iterator[None]:
+def packed_weights() -> Iterator[None]:
     """A block in which the model's weights do not change (one `generate()` call, or a `translate()` of many
-    batches, which are many calls: `spans_calls=True`): `onednn_linear` may pack each weight once and reuse it. A
-    block inside another reuses the outer block's packed weights (and its `spans_calls`); they are dropped when the
-    outermost block ends."""
+    batches): `onednn_linear` may pack each weight once and reuse it. A block inside another reuses the outer
+    block's packed weights; they are dropped when the outermost block ends."""
     if _PACKED.get() is not None:
         yield
         return
-    token, spans_token = _PACKED.set({}), _SPANS_CALLS.set(spans_calls)
+    token = _PACKED.set({})
     try:
         yield
     finally:
-        _SPANS_CALLS.reset(spans_token)
         _PACKED.reset(token)
 
 
 @contextlib.contextmanager
-def prefer_onednn(preferred: bool | None) -> Iterator[None]:
-    """A block in which the oneDNN route is taken where possible (True), never (False), or where it pays on this
-    CPU (None, the default outside any block; `onednn_pays()`)."""
+def prefer_onednn(preferred: str | bool | None) -> Iterator[None]:
+    """A block in which the oneDNN route covers the layers `preferred` names (one of `ROUTES`; True stands for
+    "all", False for "none"), or those it covers on this CPU by default (None, as outside any block; `route()`)."""
+    if isinstance(preferred, bool):
+        preferred = "all" if preferred else "none"
+    if preferred is not None and preferred not in ROUTES:
+        raise ValueError(f"prefer_onednn takes one of {ROUTES}, True, False or None, not {preferred!r}")
     token = _PREFERRED.set(preferred)
     try:
         yield
@@ -130,18 +139,18 @@ def cpu_flags() -> frozenset[str]:
     return _flags["flags"]
 
 
-def onednn_pays(spans_calls: bool = False) -> bool:
-    """Whether the oneDNN route is taken here by default, where it was measured faster in the model (see the module
-    docstring): on AMD CPUs with AVX-512; on other AMD CPUs when the packing is paid once for several `generate()`
-    calls (`spans_calls`); elsewhere, and where the CPU is unknown, `F.linear`."""
+def route() -> str:
+    """The layers the oneDNN route covers here by default (one of `ROUTES`), where it was measured faster in the
+    model (see the module docstring): every layer on AMD CPUs with AVX-512, the pre-softmax layer on other AMD CPUs;
+    none elsewhere, and where the CPU is unknown (`F.linear`)."""
     if cpu_vendor() != "AuthenticAMD":
-        return False
-    return spans_calls or "avx512f" in cpu_flags()
+        return "none"
+    return "all" if "avx512f" in cpu_flags() else "pre-softmax"
 
 
-def _route_chosen() -> bool:
-    preferred = _PREFERRED.get()
-    return onednn_pays(_SPANS_CALLS.get()) if preferred is None else preferred
+def _covers(pre_softmax: bool) -> bool:
+    chosen = _PREFERRED.get() or route()
+    return chosen == "all" or (chosen == "pre-softmax" and pre_softmax)
 
 
 def _usable() -> bool:
@@ -178,11 +187,12 @@ def _eligible(module: nn.Module, x: torch.Tensor) -> bool:
     )
 
 
-def onednn_linear(module: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+def onednn_linear(module: nn.Linear, x: torch.Tensor, pre_softmax: bool = False) -> torch.Tensor:
     """`module(x)`, x (..., in_features) -> (..., out_features), through oneDNN with a packed weight
-    inside `packed_weights()` when that is invisible (see the module docstring), else exactly `module(x)`."""
+    inside `packed_weights()` when that is invisible and the route covers the layer (`pre_softmax`: the model's
+    d_model -> vocabulary layer, §3.4; see the module docstring), else exactly `module(x)`."""
     packed = _PACKED.get()
-    if packed is None or not _route_chosen() or not _eligible(module, x):  # cheapest first: called per layer per step
+    if packed is None or not _covers(pre_softmax) or not _eligible(module, x):  # cheapest first: per layer per step
         return module(x)
     weight = module.weight
     key = (weight.data_ptr(), weight._version, tuple(weight.shape))

@@ -3,9 +3,10 @@
 - Beam search keeps one cross-attention K/V per sentence and folds the beams' queries into query
   positions (`beam_cache.BeamSearchCache`, `fold_beams`).
 - A one-token decoding step builds no causal mask (`VanillaTransformerDecoder.forward`).
-- Inside `generate()` (without autograd) every linear layer runs through oneDNN with a weight packed once per
-  call (`onednn.py`) on CPUs where that pays; elsewhere it is the plain layer. These tests take the route on every
-  CPU (`prefer_onednn(True)`), and check which CPUs take it by default.
+- Inside `generate()` (without autograd) linear layers run through oneDNN with a weight packed once per call
+  (`onednn.py`): every layer, the pre-softmax layer only, or none, as measured to pay on the CPU; elsewhere they are
+  the plain layers. These tests take the route for every layer on every CPU (`prefer_onednn(True)`), and check which
+  layers each CPU routes by default.
 - A cached step of an SDPA model computes attention for its few queries with plain matrix products
   (`attention.decode_step_attention`) instead of torch's fused kernel.
 
@@ -264,32 +265,48 @@ def test_onednn_linear_equals_the_linear_layer_and_follows_weight_updates():
 
 
 @pytest.mark.parametrize(
-    "vendor, flags, spans_calls, taken",
+    "vendor, flags, expected",
     [
-        ("AuthenticAMD", {"avx2", "avx512f", "avx512_bf16"}, False, True),
-        ("AuthenticAMD", {"avx2", "avx512f", "avx512_bf16"}, True, True),
-        ("AuthenticAMD", {"avx2"}, False, False),
-        ("AuthenticAMD", {"avx2"}, True, True),
-        ("GenuineIntel", {"avx2", "avx512f", "amx_bf16"}, False, False),
-        ("GenuineIntel", {"avx2", "avx512f", "amx_bf16"}, True, False),
-        ("", set(), True, False),
+        ("AuthenticAMD", {"avx2", "avx512f", "avx512_bf16"}, "all"),
+        ("AuthenticAMD", {"avx2"}, "pre-softmax"),
+        ("GenuineIntel", {"avx2", "avx512f", "amx_bf16"}, "none"),
+        ("", set(), "none"),
     ],
 )
-def test_by_default_the_route_is_taken_on_the_cpus_where_it_pays(monkeypatch, vendor, flags, spans_calls, taken):
-    """Measured in the model: faster on AMD EPYC CPUs with AVX-512; on one with AVX2 only, faster only when the packing
-    is paid once for many calls (slower for one sentence a call); slower than MKL's F.linear on an Intel Xeon; not
-    taken where the CPU is unknown."""
+def test_by_default_the_route_covers_the_layers_where_it_pays(monkeypatch, vendor, flags, expected):
+    """Measured in the model (onednn.py): every layer faster on AMD EPYC CPUs with AVX-512; on one with AVX2 only,
+    the pre-softmax layer alone; none on an Intel Xeon, nor where the CPU is unknown. A caller's choice wins."""
     monkeypatch.setattr(onednn, "_vendor", {"vendor": vendor})
     monkeypatch.setattr(onednn, "_flags", {"flags": frozenset(flags)})
-    layer, x = torch.nn.Linear(16, 40), torch.randn(3, 16)
-    with torch.no_grad(), prefer_onednn(None), packed_weights(spans_calls=spans_calls), packed_weights():
-        assert onednn.onednn_pays(spans_calls) is taken
-        torch.testing.assert_close(onednn_linear(layer, x), layer(x))
-        assert (layer in onednn._PACKED.get()) is taken
-        other = torch.nn.Linear(16, 40)
-        with prefer_onednn(not taken):  # a caller's choice wins
-            torch.testing.assert_close(onednn_linear(other, x), other(x))
-            assert (other in onednn._PACKED.get()) is not taken
+    assert onednn.route() == expected
+    x = torch.randn(3, 16)
+    for chosen in (None, *onednn.ROUTES):
+        layer, head = torch.nn.Linear(16, 40), torch.nn.Linear(16, 40)
+        with torch.no_grad(), prefer_onednn(chosen), packed_weights():
+            torch.testing.assert_close(onednn_linear(layer, x), layer(x))
+            torch.testing.assert_close(onednn_linear(head, x, pre_softmax=True), head(x))
+            packed = set(onednn._PACKED.get())
+        covered = chosen or expected
+        assert packed == {"none": set(), "pre-softmax": {head}, "all": {layer, head}}[covered]
+
+
+def test_prefer_onednn_names_the_routes():
+    with prefer_onednn(True):
+        assert onednn._PREFERRED.get() == "all"
+    with prefer_onednn(False):
+        assert onednn._PREFERRED.get() == "none"
+    with pytest.raises(ValueError, match=r"one of \('none', 'pre-softmax', 'all'\)"), prefer_onednn("lm_head"):
+        pass
+
+
+def test_the_pre_softmax_route_packs_the_models_pre_softmax_layer_only():
+    model, sources = tiny_model(), _padded_sources()
+    with torch.no_grad(), prefer_onednn("pre-softmax"), packed_weights():
+        reference = model(**sources, decoder_input_ids=sources["input_ids"][:, :3]).logits
+        assert set(onednn._PACKED.get()) == {model.lm_head}
+    with torch.no_grad(), plain_kernels():
+        plain = model(**sources, decoder_input_ids=sources["input_ids"][:, :3]).logits
+    torch.testing.assert_close(reference, plain, rtol=1e-5, atol=1e-5)
 
 
 def test_a_packed_weights_block_inside_another_reuses_its_packed_weights():

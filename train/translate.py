@@ -136,7 +136,7 @@ def translate(
     if batch:
         batches.append(batch)
     # The weights are fixed for all batches: oneDNN packs them once, not once per batch (`onednn.py`).
-    with packed_weights(spans_calls=len(batches) > 1):
+    with packed_weights():
         for batch in tqdm(batches, desc="translating", disable=not progress, unit="batch"):
             inputs = tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt")
             generated = model.generate(**inputs.to(model.device), **overrides)
