@@ -40,9 +40,12 @@ class Packing:
         return x.reshape(-1, *x.shape[2:]).index_select(0, self.index)
 
     def unpack(self, x: torch.Tensor) -> torch.Tensor:
-        """x (N, ...) -> (B, T, ...), with zeros at the positions left out."""
+        """x (N, ...) -> (B, T, ...), with zeros at the positions left out.
+
+        Copied into the zeros in place: one (B*T, ...) tensor, not a second one as `index_copy` makes. For the
+        logits, (B, T, vocabulary), that second copy was the peak of a training step (`benchmarks/README.md`)."""
         rows = x.new_zeros(self.shape[0] * self.shape[1], *x.shape[1:])
-        return rows.index_copy(0, self.index, x).view(*self.shape, *x.shape[1:])
+        return rows.index_copy_(0, self.index, x).view(*self.shape, *x.shape[1:])
 
 
 def source_packing(attention_mask: torch.Tensor | None) -> Packing | None:
