@@ -10,6 +10,7 @@ import pytest
 import torch
 from transformers import LogitsProcessorList, MinLengthLogitsProcessor
 
+from hf_vanilla_transformer.beam_search import NEVER, best_candidates
 from hf_vanilla_transformer.decoding_call import DecodingCall
 from tests.helpers import both_loops, random_sources, tiny_model, transformers_loop
 
@@ -126,3 +127,24 @@ def test_without_an_attention_mask_and_with_other_special_tokens(options: dict) 
     batch = random_sources(seed=4, batch=5, vocab_size=12)
     ours, theirs = both_loops(model, {"input_ids": batch["input_ids"]}, num_beams=3, **options)
     assert torch.equal(ours, theirs)
+
+
+@pytest.mark.parametrize(("sentences", "beams", "vocab"), [(1, 1, 2), (3, 4, 5), (5, 4, 8000), (2, 5, 9)])
+def test_best_candidates_are_those_of_every_sum_ranked(sentences: int, beams: int, vocab: int) -> None:
+    """`best_candidates` ranks each beam's best log-probabilities only; transformers ranks all k * V sums of beam
+    score and log-probability. The same candidates, scores and order, also where a beam has fewer than 2k tokens
+    (but for ties: see below)."""
+    g = torch.Generator().manual_seed(vocab)
+    log_probs = torch.log_softmax(3 * torch.randn(sentences, beams, vocab, generator=g), dim=-1)
+    beam_scores = -4 * torch.rand(sentences, beams, generator=g)
+    beam_scores[0, 1:] = NEVER  # the first step: only the first beam proposes
+    count = min(2 * beams, beams * vocab)
+    sums = (log_probs + beam_scores[:, :, None]).view(sentences, beams * vocab)
+    expected_scores, expected = torch.topk(sums, count)
+    scores, parents, tokens = best_candidates(log_probs, beam_scores, count)
+    assert torch.equal(scores, expected_scores)
+    # Sums with a NEVER beam score all round to NEVER: such tied candidates may come in another order.
+    real = expected_scores > NEVER / 2
+    assert torch.equal(parents[real], (expected // vocab)[real])
+    assert torch.equal(tokens[real], (expected % vocab)[real])
+    assert bool(real[1:].all())
