@@ -20,10 +20,13 @@ For q, k with independent unit-variance components `q·k` has variance d_k, so f
 unscaled softmax saturates and its gradients vanish: `explain/score_variance.py` measures it.
 
 Decoding with a KV cache asks for one query per sentence at a time (or the k folded beams of a sentence
-in cross-attention). For so few queries torch's fused SDPA kernel for CPUs costs more than the plain
-matrix products of eq. 1 (1.4x-3x at the benchmark's shapes), so `decode_step_attention` computes those
-steps of an `"sdpa"` model with the products, without autograd only: the same formula, summed in
-another order (`benchmarks/README.md`).
+in cross-attention). For so few queries over many sentences torch's fused SDPA kernel for CPUs cost more than
+the plain matrix products of eq. 1 (1.4x-3x with 64 sentences on an AVX-512 CPU; 1.0x-1.1x with 64 and
+1.2x-1.5x with 256 rows on an AVX2-only one), so `decode_step_attention` computes those steps of an `"sdpa"`
+model with the products, without autograd only: the same formula, summed in another order. With few sentences
+the kernel's one call beats the products' six (2x-3x faster for 1 to 4 sentences on the AVX2-only CPU), so
+steps with fewer than `DECODE_STEP_MIN_ROWS` rows keep it (`benchmarks/bench_step_attention.py`,
+`benchmarks/README.md`).
 """
 
 from __future__ import annotations
@@ -45,6 +48,10 @@ DECODE_STEP_MAX_QUERIES = 16
 """Most query positions for which a cached decoding step of an SDPA model uses `decode_step_attention`
 (0: never, torch's SDPA kernel throughout; the benchmark's ablation)."""
 
+DECODE_STEP_MIN_ROWS = 64
+"""Fewest query rows (sentences; beam rows in self-attention) for which a cached decoding step of an SDPA model
+uses `decode_step_attention`; below, torch's SDPA kernel was faster (`benchmarks/bench_step_attention.py`)."""
+
 logger = logging.get_logger(__name__)
 
 
@@ -61,12 +68,15 @@ def scaled_dot_product_attention(
     """Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k)) V   (§3.2.1, eq. 1).
 
     Shapes: query (B, h, T_q, d_k), key (B, h, T_k, d_k), value (B, h, T_k, d_v).
-    `attention_mask` is additive, broadcastable to (B, h, T_q, T_k): 0 where attention is allowed and
-    a large negative number where it is not (padding, and future positions in the decoder, §3.2.3).
+    `attention_mask` is broadcastable to (B, h, T_q, T_k), additive: 0 where attention is allowed and a large
+    negative number where it is not (padding, and future positions in the decoder, §3.2.3), or boolean: True
+    where attention is allowed (as transformers builds masks for SDPA), -inf then where it is not.
     Returns the output (B, T_q, h, d_v), heads not yet concatenated, and the weights (B, h, T_q, T_k).
     """
     scores = torch.matmul(query, key.transpose(-2, -1)) * scaling  # (B, h, T_q, T_k)
-    if attention_mask is not None:
+    if attention_mask is not None and attention_mask.dtype == torch.bool:
+        scores = scores.masked_fill_(~attention_mask, float("-inf"))
+    elif attention_mask is not None:
         scores = scores + attention_mask
     weights = nn.functional.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
     if dropout and module.training:
@@ -88,15 +98,10 @@ def decode_step_attention(
     model would call torch's fused kernel.
 
     `attention_mask` comes as transformers builds it for SDPA: boolean (True where attention is
-    allowed), additive, or None; a boolean one is made additive here. Like the SDPA integration it
-    returns no weights. It is called only without autograd and dropout, and never for causal
-    self-attention over several queries (see `MultiHeadAttention._kernel`), so no causal mask is left
-    implicit.
+    allowed), additive, or None. Like the SDPA integration it returns no weights. It is called only
+    without autograd and dropout, and never for causal self-attention over several queries (see
+    `MultiHeadAttention._kernel`), so no causal mask is left implicit.
     """
-    if attention_mask is not None and attention_mask.dtype == torch.bool:
-        attention_mask = torch.zeros(attention_mask.shape, dtype=query.dtype).masked_fill_(
-            ~attention_mask, float("-inf")
-        )
     output, _ = scaled_dot_product_attention(module, query, key, value, attention_mask, scaling)
     return output, None
 
@@ -292,8 +297,9 @@ class MultiHeadAttention(nn.Module):
 
     def _kernel(self, query: torch.Tensor, is_cross_attention: bool, cached: bool) -> Callable:
         """The attention function for this call: the additive kernel for additive scores; for an SDPA model's
-        cached decoding step without autograd (one query, or a few folded beams in cross-attention, which
-        is never causal) `decode_step_attention`; else transformers' kernel for `config._attn_implementation`."""
+        cached decoding step without autograd over at least `DECODE_STEP_MIN_ROWS` rows (one query, or a few
+        folded beams in cross-attention, which is never causal) `decode_step_attention`; else transformers' kernel
+        for `config._attn_implementation`."""
         if self.additive_score is not None:
             return self._additive_kernel()
         implementation = self.config._attn_implementation
@@ -304,6 +310,7 @@ class MultiHeadAttention(nn.Module):
             and not torch.is_grad_enabled()
             and (queries == 1 or is_cross_attention)
             and queries <= DECODE_STEP_MAX_QUERIES
+            and query.shape[0] >= DECODE_STEP_MIN_ROWS
         ):
             return decode_step_attention
         return ALL_ATTENTION_FUNCTIONS.get_interface(implementation, scaled_dot_product_attention)

@@ -7,8 +7,9 @@
   (`onednn.py`): every layer, the pre-softmax layer only, or none, as measured to pay on the CPU; elsewhere they are
   the plain layers. These tests take the route for every layer on every CPU (`prefer_onednn(True)`), and check which
   layers each CPU routes by default.
-- A cached step of an SDPA model computes attention for its few queries with plain matrix products
-  (`attention.decode_step_attention`) instead of torch's fused kernel.
+- A cached step of an SDPA model over many sentences computes attention for its few queries with plain matrix
+  products (`attention.decode_step_attention`) instead of torch's fused kernel. These tests take the products
+  from one sentence up (`DECODE_STEP_MIN_ROWS = 1`), and check the rule.
 
 The reference is decoding without a KV cache (`use_cache=False`: the whole prefix again at every step,
 masks built by transformers) with oneDNN switched off, on batches with source padding. No timings here.
@@ -44,6 +45,13 @@ def onednn_route_on_every_cpu():
     """The oneDNN route is checked wherever torch has oneDNN, whether or not this CPU takes it by default."""
     with prefer_onednn(True):
         yield
+
+
+@pytest.fixture(autouse=True)
+def decode_step_products_for_every_batch(monkeypatch):
+    """The products of `decode_step_attention` are checked on the tests' small batches, where by default torch's
+    SDPA kernel runs (`attention.DECODE_STEP_MIN_ROWS`)."""
+    monkeypatch.setattr(attention_module, "DECODE_STEP_MIN_ROWS", 1)
 
 
 def _padded_sources(batch: int = 4) -> dict:
@@ -418,3 +426,10 @@ def test_cached_steps_of_an_sdpa_model_take_the_decode_step_kernel(monkeypatch, 
     model.train()
     model(**batch, labels=batch["decoder_input_ids"]).loss.backward()  # training: SDPA's kernel
     assert not calls
+
+    # Fewer rows than DECODE_STEP_MIN_ROWS: SDPA's kernel. 4 sentences: beam search's self-attention has 16 rows.
+    model.eval()
+    monkeypatch.setattr(attention_module, "DECODE_STEP_MIN_ROWS", 5)
+    with torch.no_grad():
+        _generate(model, sources, num_beams=num_beams)
+    assert all(causal and queries == 1 for causal, queries in calls) and bool(calls) == (num_beams > 1)
