@@ -9,6 +9,10 @@ first and adds the beam scores to those only. Both start from the logits (the lo
 vocabularies of 5,000, 8,000 and 32,000 and 8 or 64 sentences: median microseconds per step over interleaved
 rounds (wall clock), and the speed-up. Both give the same candidates and scores (checked here, and token for token
 against transformers' loop in `tests/test_beam_search.py`).
+
+Then whole beam-4 `generate()` calls of the decoding benchmark (64 sentences of 8-32 tokens, exactly 25 new tokens,
+small preset, random weights) with each ranking, in `--rounds` interleaved rounds: what the step's speed-up is worth
+in a call, where the products of the layers and the cache take most of the time.
 """
 
 from __future__ import annotations
@@ -23,7 +27,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.bench_linear_kernels import median_microseconds  # noqa: E402
-from benchmarks.bench_model import cpu_description  # noqa: E402
+from benchmarks.bench_model import (  # noqa: E402
+    build,
+    cpu_description,
+    every_sum_ranked,
+    every_sum_ranked_in_beam_search,
+    interleaved,
+)
+from benchmarks.profile_decoding import decoding_sources  # noqa: E402
 from hf_vanilla_transformer.beam_search import best_candidates  # noqa: E402
 
 BEAMS = 4
@@ -32,11 +43,7 @@ BEAMS = 4
 def transformers_candidates(logits: torch.Tensor, beam_scores: torch.Tensor, count: int):
     """transformers' step: the log-softmax, every beam's score added to its row, the k * V sums ranked."""
     n, k = beam_scores.shape
-    log_probs = torch.log_softmax(logits, dim=-1)
-    vocab = log_probs.shape[-1]
-    sums = (log_probs.view(n, k, vocab) + beam_scores[:, :, None]).view(n, k * vocab)
-    top_scores, top = torch.topk(sums, count)
-    return top_scores, top // vocab, top % vocab
+    return every_sum_ranked(torch.log_softmax(logits, dim=-1).view(n, k, -1), beam_scores, count)
 
 
 def package_candidates(logits: torch.Tensor, beam_scores: torch.Tensor, count: int):
@@ -44,9 +51,33 @@ def package_candidates(logits: torch.Tensor, beam_scores: torch.Tensor, count: i
     return best_candidates(torch.log_softmax(logits, dim=-1).view(n, k, -1), beam_scores, count)
 
 
+def bench_calls(rounds: int) -> dict:
+    """Median seconds of beam-4 `generate()` calls of the decoding benchmark with each ranking."""
+    model, sources = build("ours", "small").eval(), decoding_sources()
+    fixed = dict(num_beams=BEAMS, max_new_tokens=25, min_new_tokens=25, do_sample=False, length_penalty_form="hf")
+
+    def package():
+        return model.generate(**sources, **fixed)
+
+    def transformers_way():
+        with every_sum_ranked_in_beam_search():
+            return model.generate(**sources, **fixed)
+
+    with torch.inference_mode():
+        assert torch.equal(package(), transformers_way())
+        seconds = interleaved({"transformers": transformers_way, "best_candidates": package}, rounds, warmup=1)
+    speedup = seconds["transformers"] / seconds["best_candidates"]
+    print(
+        f"beam-4 generate(), 64 sentences x 25 tokens: transformers' way {seconds['transformers']:.3f} s, "
+        f"best_candidates {seconds['best_candidates']:.3f} s (speed-up {speedup:.2f}x)"
+    )
+    return {"seconds": seconds, "speed_up": speedup, "rounds": rounds}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds of the generate() calls")
     args = parser.parse_args()
     generator = torch.Generator().manual_seed(0)
     rows = []
@@ -84,9 +115,13 @@ def main() -> None:
             f"{us['transformers']:.0f} us, best_candidates {us['best_candidates']:.0f} us "
             f"(speed-up {row['speedup']:.2f}x)"
         )
+    calls = bench_calls(args.rounds)
     if args.json:
         args.json.write_text(
-            json.dumps({"machine": machine, "command": " ".join(sys.argv), "rows": rows}, indent=2) + "\n"
+            json.dumps(
+                {"machine": machine, "command": " ".join(sys.argv), "rows": rows, "generate_calls": calls}, indent=2
+            )
+            + "\n"
         )
 
 

@@ -287,6 +287,27 @@ def self_attention_reordered_by_transformers(config, beams: int):
     return hvt.beam_cache.BeamSearchCache(DynamicCache(config=config), DynamicCache(config=config), beams)
 
 
+def every_sum_ranked(log_probs: torch.Tensor, beam_scores: torch.Tensor, count: int):
+    """transformers' ranking of a beam-search step (`_get_top_k_continuations`): every beam's score added to all V
+    of its log-probabilities (n, k, V), and the k * V sums of each sentence ranked; what
+    `beam_search.best_candidates` returns, computed over every sum."""
+    n, k, vocab = log_probs.shape
+    sums = (log_probs + beam_scores[:, :, None]).view(n, k * vocab)
+    top_scores, top = torch.topk(sums, count)
+    return top_scores, top // vocab, top % vocab
+
+
+@contextlib.contextmanager
+def every_sum_ranked_in_beam_search():
+    """`beam_search.py` ranks every k * V sum of a step, as transformers does (`every_sum_ranked`)."""
+    saved = hvt.beam_search.best_candidates
+    hvt.beam_search.best_candidates = every_sum_ranked
+    try:
+        yield
+    finally:
+        hvt.beam_search.best_candidates = saved
+
+
 ROUTE_ROWS = {
     "none": "oneDNN off",
     "pre-softmax": "oneDNN for the pre-softmax layer only",
@@ -306,10 +327,11 @@ def bench_decoding(preset: str, rounds: int, ablations: bool = False, clock=time
     (a target mask of ones is passed); transformers' loops instead of `greedy_search.py`'s / `beam_search.py`'s;
     and for beam search the cross-attention K/V stored per beam row instead of once per sentence, and the
     self-attention cache reordered and then grown in two copies per step (transformers' `DynamicLayer`) instead of
-    one (`ReorderOnUpdateLayer`). Rows that pass their own cache or a target mask decode in transformers' loops
-    (this package's loops cover plain calls only): compare the two cache rows with the "transformers' loop" row.
-    With exactly 25 new tokens
-    for every sentence, no sentence leaves the batch early here; `bench_translation.py` has real lengths.
+    one (`ReorderOnUpdateLayer`), and each step's candidates ranked over every k x V sum (`every_sum_ranked`, as
+    transformers ranks them) instead of each beam's 2k best first (`beam_search.best_candidates`). Rows that pass
+    their own cache or a target mask decode in transformers' loops (this package's loops cover plain calls only):
+    compare the two cache rows with the "transformers' loop" row. With exactly 25 new tokens for every sentence, no
+    sentence leaves the batch early here; `bench_translation.py` has real lengths.
     """
     g = torch.Generator().manual_seed(1)
     lengths = torch.randint(8, 33, (64,), generator=g)
@@ -355,6 +377,9 @@ def bench_decoding(preset: str, rounds: int, ablations: bool = False, clock=time
                 ours, context=functools.partial(transformers_loops, ours), length_penalty_form="hf"
             )
             if beams > 1:
+                variants["ours, every k x V sum ranked"] = run(
+                    ours, context=every_sum_ranked_in_beam_search, length_penalty_form="hf"
+                )
                 config = ours.config.get_text_config(decoder=True)
                 variants["ours, cross K/V per beam"] = run(
                     ours, new_cache=functools.partial(cross_cache_per_beam, config), length_penalty_form="hf"
